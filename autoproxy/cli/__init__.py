@@ -28,6 +28,9 @@ def main() -> None:
 
 def _register() -> None:
     """Each subcommand module adds itself to ``main`` on import; one line per module here."""
+    import autoproxy.cli.cache_cmd  # noqa: F401
+    import autoproxy.cli.groundtruth_cmd  # noqa: F401
+    import autoproxy.cli.search_cmd  # noqa: F401
 
 
 _register()

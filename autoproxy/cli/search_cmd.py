@@ -1,0 +1,62 @@
+"""``autoproxy search``: evolve proxies on statistics caches (resumable, deterministic by seed)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from autoproxy.cli import main
+
+
+@main.command("search")
+@click.option("--config", "config_name", help="Named config (e.g. nb201-cifar10) or a JSON file.")
+@click.option("--cache", "caches", multiple=True, help="Statistics cache directory (repeat for multi-task); "
+              "replaces the config's caches.")
+@click.option("--time-budget", help="Stop after this long, e.g. 24h, 30m, 90s.")
+@click.option("--generations", type=int, help="Stop after this many generations.")
+@click.option("--population", type=int, help="Population size.")
+@click.option("--seed", type=int, help="Seed: the same seed finds the same formula.")
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Folder that holds run directories.")
+@click.option("--name", help="Run directory name (default: <config name>-seed<seed>).")
+@click.option("--executor", type=click.Choice(["ray", "serial"]), help="Where candidates are scored.")
+@click.option("--workers", type=int, help="Ray actors (default: the CPUs Ray sees).")
+@click.option("--ray-address", help="Join a running Ray cluster (e.g. 10.0.0.1:6379).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="Continue the run in this directory from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def search_command(config_name, caches, time_budget, generations, population, seed, out, name, executor, workers,
+                   ray_address, resume_dir, quiet) -> None:
+    """Evolve zero-cost proxies; writes config, log, hall of fame, checkpoint and result to OUT/NAME."""
+    from search.config import ConfigError, load_config, parse_duration
+    from search.runner import resume_config, run_search
+
+    overrides = {
+        "caches": list(caches) or None, "generations": generations, "population": population, "seed": seed,
+        "time_budget_s": parse_duration(time_budget) if time_budget else None, "executor": executor,
+        "workers": workers, "ray_address": ray_address,
+    }
+    if resume_dir:
+        directory = Path(resume_dir)
+        config = resume_config(directory, overrides)
+    else:
+        if not config_name:
+            raise ConfigError("pass --config NAME_OR_FILE (or --resume RUN_DIR)")
+        config = load_config(config_name).replace(**overrides)
+        directory = Path(out) / (name or f"{config.name}-seed{config.seed}")
+    outcome = run_search(config, directory, resume=bool(resume_dir), progress=not quiet)
+    if outcome.result is None:
+        click.echo(f"interrupted after generation {outcome.generation}; continue with: "
+                   f"autoproxy search --resume {directory}", err=True)
+        sys.exit(130)
+    chosen = outcome.result["chosen"]
+    click.echo(f"run: {directory} ({outcome.stop_reason}, {outcome.generation} generations, "
+               f"{outcome.result['evaluated']} distinct formulas)")
+    if chosen is None:
+        click.echo("no valid formula was found")
+        return
+    click.echo(f"chosen: {chosen['simplified']}")
+    click.echo(f"train {chosen['train_fitness']:.4f}  validation {chosen['validation_fitness']:.4f}")
+    for task, values in (outcome.result.get("test") or {}).items():
+        click.echo(f"test {task}: kendall {values['kendall']:.4f}  spearman {values['spearman']:.4f}")

@@ -1,0 +1,47 @@
+"""Name → reference proxy function, filled by the ``@register`` decorator of each proxy module."""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+from autoproxy.errors import AutoproxyError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class ProxyFn(Protocol):
+    def __call__(
+        self, net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None, split_data: int = 1
+    ) -> float: ...
+
+
+class UnknownProxyError(AutoproxyError):
+    """A proxy name that the registry does not hold."""
+
+
+_PROXIES: dict[str, ProxyFn] = {}
+
+
+def register(name: str) -> Callable[[ProxyFn], ProxyFn]:
+    """Decorator adding ``fn`` to the registry under ``name`` (names are unique)."""
+
+    def add(fn: ProxyFn) -> ProxyFn:
+        if name in _PROXIES:
+            raise ValueError(f"proxy {name!r} is registered twice")
+        _PROXIES[name] = fn
+        return fn
+
+    return add
+
+
+def get_proxy(name: str) -> ProxyFn:
+    try:
+        return _PROXIES[name]
+    except KeyError:
+        raise UnknownProxyError(f"unknown proxy {name!r}; known: {', '.join(list_proxies())}") from None
+
+
+def list_proxies() -> list[str]:
+    return sorted(_PROXIES)

@@ -1,0 +1,77 @@
+"""Do our reference proxies rank NAS-Bench-201 archs like NAS-Bench-Suite-Zero's scores?
+
+For each task and batch kind: Spearman ρ with ``val_accuracy`` of each of our proxies, next to ρ of
+the file's score for the same archs, and Δρ = ours − file. Scores come from one
+``compute_statistics`` per arch through the formulas of :mod:`autoproxy.proxies.from_statistics`
+(equal to the direct implementations, see tests/test_proxies.py); ``--direct`` runs those instead.
+
+    python benchmarks/faithfulness.py [--limit N] [--task cifar10|cifar100|both] [--batch real|noise|both]
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import click
+import torch
+from scipy.stats import spearmanr
+
+from autoproxy.benchmark import ArchRecord, load_benchmark
+from autoproxy.data import load_minibatch
+from autoproxy.proxies import get_proxy
+from autoproxy.proxies.from_statistics import FORMULAS, reference_scores
+from autoproxy.settings import shared_path
+from autoproxy.spaces import get_space
+from autoproxy.statistics import compute_statistics
+
+TARGET_DELTA = 0.05
+TARGETED = ("params", "flops", "synflow", "nwot", "snip", "grad_norm")
+
+
+def spearman(scores: list[float], accuracies: list[float]) -> float:
+    pairs = [(s, a) for s, a in zip(scores, accuracies) if math.isfinite(s) and s > -1e8]
+    if len(pairs) < 3:
+        return float("nan")
+    return float(spearmanr(*zip(*pairs)).statistic)
+
+
+def our_scores(record: ArchRecord, inputs: torch.Tensor, targets: torch.Tensor, num_classes: int, direct: bool, seed: int) -> dict[str, float]:
+    torch.manual_seed(seed)
+    model = get_space("nb201").build(record.key, num_classes=num_classes)
+    if direct:
+        return {name: get_proxy(name)(model, inputs, targets) for name in FORMULAS}
+    return reference_scores(compute_statistics(model, inputs, targets))
+
+
+@click.command()
+@click.option("--limit", default=None, type=int, help="archs per task (seeded sample); all if omitted")
+@click.option("--task", type=click.Choice(["cifar10", "cifar100", "both"]), default="cifar10", show_default=True)
+@click.option("--batch", "batch_kind", type=click.Choice(["real", "noise", "both"]), default="both", show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--direct", is_flag=True, help="run the direct proxy implementations (slower)")
+@click.option("--seed", default=0, show_default=True)
+def main(limit: int | None, task: str, batch_kind: str, batch_size: int, direct: bool, seed: int) -> None:
+    torch.set_num_threads(1)
+    tasks = ["cifar10", "cifar100"] if task == "both" else [task]
+    kinds = ["real", "noise"] if batch_kind == "both" else [batch_kind]
+    for task_name in tasks:
+        records = load_benchmark(shared_path("benchmarks", "zc_nasbench201.json"), task=task_name)
+        if limit is not None and limit < len(records):
+            records = random.Random(seed).sample(records, limit)
+        images = shared_path("data", f"{task_name}_sample.npz")
+        accuracies = [record.accuracy for record in records]
+        for kind in kinds:
+            inputs, targets, num_classes = load_minibatch(images, batch_size, seed, noise=kind == "noise")
+            num_classes = 100 if task_name == "cifar100" else num_classes  # 20 images may miss classes
+            ours = [our_scores(r, inputs, targets, num_classes, direct, seed) for r in records]
+            print(f"\n{task_name}, {kind} batch, {len(records)} archs")
+            print(f"{'proxy':10s} {'rho_ours':>9s} {'rho_file':>9s} {'delta':>7s}")
+            for name in FORMULAS:
+                mine = spearman([scores[name] for scores in ours], accuracies)
+                theirs = spearman([r.scores.get(name, float("nan")) for r in records], accuracies)
+                flag = " !" if name in TARGETED and not abs(mine - theirs) <= TARGET_DELTA else ""
+                print(f"{name:10s} {mine:9.3f} {theirs:9.3f} {mine - theirs:+7.3f}{flag}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""Every primitive of the expression language, declared once.
+
+A declaration gives the name written in expressions, the argument and result shape classes, the
+torch implementation on packed data (all nodes of all archs at once), the SymPy form and a
+complexity weight. One name may have several typed variants (``abs`` on every shape class,
+``node_sum`` from every tensor class); the parser picks the variant from the argument types.
+
+Protected semantics (so that no valid tree raises): ``log(0) = 0`` and ``log x = log|x|``;
+``sqrt x = sqrt|x|``; ``inv`` and ``div`` give 0 where the denominator is below 1e-12 in magnitude;
+``exp`` clamps its argument at 50; ``standardise``/``normalise`` give 0 for a unit constant up to 1e-5 relative; matrix
+reductions give NaN for a unit with non-finite entries (the evaluator then marks the tree invalid).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy
+import torch
+
+from primitives import types as T
+from primitives.packed import PackedStatistics
+
+EPS = 1e-12
+FLAT_RTOL = 1e-5     # standardise/normalise treat a unit this flat (relative) as constant
+RIDGE = 1e-5          # jacov's k: eigenvalues v enter as v + 1e-5
+Value = "torch.Tensor | tuple[torch.Tensor, ...]"
+
+
+@dataclass(frozen=True)
+class PrimitiveSpec:
+    name: str                                   # as written in expressions
+    in_types: tuple[type, ...]
+    out_type: type
+    fn: Callable                                # fn(packed, *values) -> value
+    sympy_fn: Callable                          # sympy_fn(*exprs) -> sympy expression
+    complexity: int = 1
+
+    @property
+    def key(self) -> str:
+        """Unique typed name (the DEAP primitive name)."""
+        return "__".join([self.name, *(t.__name__ for t in self.in_types)])
+
+
+# ---------------------------------------------------------------- value helpers
+def _map(value, f):
+    return tuple(f(t) for t in value) if isinstance(value, tuple) else f(value)
+
+
+def _zip(a, b, f):
+    return tuple(f(x, y) for x, y in zip(a, b)) if isinstance(a, tuple) else f(a, b)
+
+
+def _unsqueeze_to(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    return t.reshape(t.shape + (1,) * (ndim - t.dim()))
+
+
+def broadcast_scalar(pk: PackedStatistics, scalar: torch.Tensor, shape_class: type, like):
+    """Spread a node scalar (N,) or network scalar (A,) over the entries of a value of shape_class."""
+    if shape_class is T.Param:
+        return scalar[pk.param_seg]
+    if isinstance(like, tuple):
+        return tuple(_unsqueeze_to(scalar[b.node_index], t.dim())
+                     for b, t in zip(pk.buckets_for(shape_class), like))
+    return _unsqueeze_to(scalar, like.dim())
+
+
+def _seg_sum(x: torch.Tensor, seg: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, seg, x)
+
+
+def _seg_extreme(x: torch.Tensor, seg: torch.Tensor, n: int, reduce: str) -> torch.Tensor:
+    return torch.zeros(n, dtype=x.dtype, device=x.device).scatter_reduce_(0, seg, x, reduce, include_self=False)
+
+
+def _per_unit(pk, shape_class, value, stat: Callable[[torch.Tensor, tuple], torch.Tensor]):
+    """Apply a per-unit transform (unit = node for node tensors, arch for network kernels)."""
+    if shape_class is T.Param:
+        return stat(value, (pk.param_seg, pk.num_nodes))
+    return _map(value, lambda t: stat(t, tuple(range(1, t.dim()))))
+
+
+def _standardise(x, where):
+    if isinstance(where, tuple) and len(where) == 2 and isinstance(where[0], torch.Tensor):
+        seg, n = where
+        count = _seg_sum(torch.ones_like(x), seg, n).clamp(min=1)
+        mean = (_seg_sum(x, seg, n) / count)[seg]
+        std = (_seg_sum((x - mean) ** 2, seg, n) / count).sqrt()[seg]
+    else:
+        mean = x.mean(dim=where, keepdim=True)
+        std = x.std(dim=where, keepdim=True, unbiased=False)
+    flat = std <= EPS + FLAT_RTOL * mean.abs()      # constant up to float rounding: do not amplify noise
+    return torch.where(flat, torch.zeros_like(x), (x - mean) / std.clamp(min=EPS))
+
+
+def _normalise(x, where):
+    if isinstance(where, tuple) and len(where) == 2 and isinstance(where[0], torch.Tensor):
+        seg, n = where
+        low, high = _seg_extreme(x, seg, n, "amin")[seg], _seg_extreme(x, seg, n, "amax")[seg]
+    else:
+        low, high = x.amin(dim=where, keepdim=True), x.amax(dim=where, keepdim=True)
+    span = high - low
+    flat = span <= EPS + FLAT_RTOL * torch.maximum(low.abs(), high.abs())
+    return torch.where(flat, torch.zeros_like(x), (x - low) / span.clamp(min=EPS))
+
+
+# ---------------------------------------------------------------- elementwise
+def _plog(x):
+    return torch.where(x == 0, torch.zeros_like(x), torch.log(x.abs()))
+
+
+def _pinv(x):
+    return torch.where(x.abs() < EPS, torch.zeros_like(x), 1.0 / torch.where(x.abs() < EPS, torch.ones_like(x), x))
+
+
+def _pdiv(a, b):
+    small = b.abs() < EPS
+    return torch.where(small, torch.zeros_like(a * b), a / torch.where(small, torch.ones_like(b), b))
+
+
+UNARY: dict[str, tuple[Callable, Callable]] = {
+    "abs": (torch.abs, sympy.Abs),
+    "square": (torch.square, lambda x: x ** 2),
+    "sqrt": (lambda x: x.abs().sqrt(), lambda x: sympy.sqrt(sympy.Abs(x))),
+    "log": (_plog, lambda x: sympy.log(sympy.Abs(x))),
+    "exp": (lambda x: torch.exp(x.clamp(max=50.0)), sympy.exp),
+    "neg": (torch.neg, lambda x: -x),
+    "inv": (_pinv, lambda x: 1 / x),
+    "sigmoid": (torch.sigmoid, lambda x: 1 / (1 + sympy.exp(-x))),
+    "relu": (torch.relu, lambda x: sympy.Max(x, 0)),
+    "sign": (torch.sign, sympy.sign),
+}
+BINARY: dict[str, tuple[Callable, Callable]] = {
+    "add": (torch.add, lambda a, b: a + b),
+    "sub": (torch.sub, lambda a, b: a - b),
+    "mul": (torch.mul, lambda a, b: a * b),
+    "div": (_pdiv, lambda a, b: a / b),
+    "min": (torch.minimum, sympy.Min),
+    "max": (torch.maximum, sympy.Max),
+}
+
+
+# ---------------------------------------------------------------- reductions to a node scalar
+def _scatter_nodes(pk, buckets, per_bucket: list[torch.Tensor]) -> torch.Tensor:
+    out = torch.zeros((pk.num_nodes,) + per_bucket[0].shape[1:], dtype=per_bucket[0].dtype, device=pk.device)
+    for bucket, vals in zip(buckets, per_bucket):
+        out[bucket.node_index] = vals
+    return out
+
+
+def _sum_scale(shape_class, bucket) -> torch.Tensor:
+    """How much a plain sum over a sketched unit under-counts: true / kept entries."""
+    if shape_class in (T.ActOut, T.ActIn):
+        return bucket.chan_scale * bucket.pos_scale
+    if shape_class in (T.BatchChanOut, T.BatchChanIn, T.ChanOut, T.ChanIn):
+        return bucket.chan_scale
+    return torch.ones_like(bucket.chan_scale)
+
+
+def _node_reduce(kind: str, shape_class: type):
+    def param(pk, x):
+        seg, n = pk.param_seg, pk.num_nodes
+        if kind == "sum":
+            return _seg_sum(x, seg, n) * pk.param_scale
+        if kind == "l1":
+            return _seg_sum(x.abs(), seg, n) * pk.param_scale
+        if kind == "l2":
+            return (_seg_sum(x * x, seg, n) * pk.param_scale).sqrt()
+        mean = _seg_sum(x, seg, n) / pk.param_count
+        if kind == "mean":
+            return mean
+        return (_seg_sum((x - mean[seg]) ** 2, seg, n) / pk.param_count).sqrt()
+
+    def dense(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(1, t.dim()))
+        if kind == "sum":
+            return t.sum(dims) * scale
+        if kind == "l1":
+            return t.abs().sum(dims) * scale
+        if kind == "l2":
+            return (t.square().sum(dims) * scale).sqrt()
+        if kind == "mean":
+            return t.mean(dims)
+        return t.flatten(1).std(1, unbiased=False)
+
+    def bucketed(pk, value):
+        buckets = pk.buckets_for(shape_class)
+        return _scatter_nodes(pk, buckets, [dense(t, _sum_scale(shape_class, b)) for b, t in zip(buckets, value)])
+
+    def batch(pk, x):
+        return dense(x, torch.ones(1, device=x.device))
+
+    if shape_class is T.Param:
+        return param
+    return batch if shape_class is T.Batch else bucketed
+
+
+def _sum_pos(shape_class):
+    def fn(pk, value):
+        return tuple(t.sum(-1) * b.pos_scale[:, None, None] for b, t in zip(pk.buckets_for(shape_class), value))
+    return fn
+
+
+def _over_chan(kind: str, shape_class):
+    def fn(pk, value):
+        buckets = pk.buckets_for(shape_class)
+        if kind == "sum":
+            per = [t.sum(-1) * b.chan_scale[:, None] for b, t in zip(buckets, value)]
+        else:
+            per = [t.mean(-1) for t in value]
+        return _scatter_nodes(pk, buckets, per)
+    return fn
+
+
+# ---------------------------------------------------------------- matrices
+def _finite_units(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Units (leading dim) with only finite entries, and t with the others zeroed (so LAPACK never fails)."""
+    ok = torch.isfinite(t).flatten(1).all(1)
+    return ok, torch.where(ok[:, None, None], t, torch.zeros_like(t))
+
+
+def _eigvalsh(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    ok, clean = _finite_units(t)
+    return ok, torch.linalg.eigvalsh(0.5 * (clean + clean.transpose(-1, -2)))
+
+
+def _nan_where_bad(ok: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    return torch.where(ok, values, torch.full_like(values, float("nan")))
+
+
+def _logdet(t):
+    ok, clean = _finite_units(t)
+    sign, logabs = torch.linalg.slogdet(clean)
+    return _nan_where_bad(ok, torch.where(sign == 0, torch.full_like(logabs, float("-inf")), logabs))
+
+
+def _trace(t):
+    return t.diagonal(dim1=-2, dim2=-1).sum(-1)
+
+
+def _offdiag_mean(t):
+    m = t.shape[-1]
+    if m < 2:
+        return torch.zeros(t.shape[0], dtype=t.dtype, device=t.device)
+    return (t.sum((-1, -2)) - _trace(t)) / (m * (m - 1))
+
+
+def _eig_min(t):
+    ok, v = _eigvalsh(t)
+    return _nan_where_bad(ok, v[:, 0])
+
+
+def _eig_max(t):
+    ok, v = _eigvalsh(t)
+    return _nan_where_bad(ok, v[:, -1])
+
+
+def _spec_entropy(t):
+    ok, v = _eigvalsh(t)
+    v = v.clamp(min=0)
+    p = v / v.sum(-1, keepdim=True).clamp(min=EPS)
+    return _nan_where_bad(ok, -(p * _plog(p)).sum(-1))
+
+
+def _corr(t):
+    d = t.diagonal(dim1=-2, dim2=-1).abs().sqrt()
+    return _pdiv(t, d[..., :, None] * d[..., None, :])
+
+
+def _ridge(t):
+    return t + RIDGE * torch.eye(t.shape[-1], dtype=t.dtype, device=t.device)
+
+
+def _minv(t):
+    ok, clean = _finite_units(t)
+    inverse, info = torch.linalg.inv_ex(clean)
+    good = ok & (info == 0)
+    return torch.where(good[:, None, None], inverse, torch.full_like(inverse, float("nan")))
+
+
+MATRIX_REDUCE: dict[str, tuple[Callable, int]] = {
+    "logdet": (_logdet, 3), "trace": (_trace, 1), "offdiag_mean": (_offdiag_mean, 1),
+    "eig_min": (_eig_min, 3), "eig_max": (_eig_max, 3), "spec_entropy": (_spec_entropy, 3),
+}
+MATRIX_MAP: dict[str, tuple[Callable, int]] = {"corr": (_corr, 2), "ridge": (_ridge, 1), "minv": (_minv, 3)}
+
+
+# ---------------------------------------------------------------- aggregation over nodes
+def _padded(pk, x, fill: float) -> torch.Tensor:
+    return torch.cat([x, x.new_full((1,), fill)])[pk.arch_pad_index]
+
+
+def _net_sum(pk, x):
+    return _seg_sum(x, pk.node_arch, pk.num_archs)
+
+
+def _net_mean(pk, x):
+    return _net_sum(pk, x) / pk.arch_pad_mask.sum(1)
+
+
+def _net_std(pk, x):
+    mean = _net_mean(pk, x)
+    return (_net_sum(pk, (x - mean[pk.node_arch]) ** 2) / pk.arch_pad_mask.sum(1)).sqrt()
+
+
+AGGREGATE: dict[str, Callable] = {
+    "net_sum": _net_sum,
+    "net_mean": _net_mean,
+    "net_std": _net_std,
+    "net_max": lambda pk, x: _padded(pk, x, float("-inf")).amax(1),
+    "net_min": lambda pk, x: _padded(pk, x, float("inf")).amin(1),
+    "net_median": lambda pk, x: _padded(pk, x, float("nan")).nanmedian(1).values,
+    "net_depth_sum": lambda pk, x: _net_sum(pk, x * pk.node_scalars["depth"]),
+}
+
+
+# ---------------------------------------------------------------- the catalog
+def _fn(name: str) -> Callable:
+    return sympy.Function(name)
+
+
+def _build() -> list[PrimitiveSpec]:
+    specs: list[PrimitiveSpec] = []
+    for name, (impl, sym) in UNARY.items():
+        for t in T.ALL_TYPES:
+            specs.append(PrimitiveSpec(name, (t,), t, lambda pk, v, f=impl: _map(v, f), sym))
+    for name, transform in (("standardise", _standardise), ("normalise", _normalise)):
+        for t in T.ALL_TYPES:
+            # per node (or per arch for NetKernel); not across nodes or archs, so that a node's value
+            # depends on that node alone and an arch's score on that arch alone
+            if t not in (T.NodeScalar, T.NetScalar):
+                specs.append(PrimitiveSpec(
+                    name, (t,), t, lambda pk, v, t=t, f=transform: _per_unit(pk, t, v, f), _fn(name), 2))
+    for name, (impl, sym) in BINARY.items():
+        for t in T.ALL_TYPES:
+            specs.append(PrimitiveSpec(name, (t, t), t, lambda pk, a, b, f=impl: _zip(a, b, f), sym))
+            scalar = T.NodeScalar if t.level == "node" else T.NetScalar
+            if t is not scalar:
+                specs.append(PrimitiveSpec(
+                    name, (t, scalar), t,
+                    lambda pk, a, s, t=t, f=impl: _zip(a, broadcast_scalar(pk, s, t, a), f), sym))
+    for kind in ("sum", "mean", "std", "l1", "l2"):
+        for t in (T.Param, T.ActOut, T.ActIn, T.BatchChanOut, T.BatchChanIn, T.ChanOut, T.ChanIn, T.Batch):
+            specs.append(PrimitiveSpec(f"node_{kind}", (t,), T.NodeScalar, _node_reduce(kind, t), _fn(f"node_{kind}")))
+    for act, bc, chan in ((T.ActOut, T.BatchChanOut, T.ChanOut), (T.ActIn, T.BatchChanIn, T.ChanIn)):
+        specs.append(PrimitiveSpec("sum_pos", (act,), bc, _sum_pos(act), _fn("sum_pos")))
+        specs.append(PrimitiveSpec("mean_pos", (act,), bc, lambda pk, v: tuple(t.mean(-1) for t in v), _fn("mean_pos")))
+        specs.append(PrimitiveSpec("mean_batch", (bc,), chan, lambda pk, v: tuple(t.mean(1) for t in v),
+                                   _fn("mean_batch")))
+        specs.append(PrimitiveSpec("std_batch", (bc,), chan,
+                                   lambda pk, v: tuple(t.std(1, unbiased=False) for t in v), _fn("std_batch")))
+        specs.append(PrimitiveSpec("sum_chan", (bc,), T.Batch, _over_chan("sum", bc), _fn("sum_chan")))
+        specs.append(PrimitiveSpec("mean_chan", (bc,), T.Batch, _over_chan("mean", bc), _fn("mean_chan")))
+    for name, (impl, cost) in MATRIX_REDUCE.items():
+        specs.append(PrimitiveSpec(name, (T.Kernel,), T.NodeScalar, lambda pk, v, f=impl: f(v), _fn(name), cost))
+        specs.append(PrimitiveSpec(
+            name, (T.ChanMatrix,), T.NodeScalar,
+            lambda pk, v, f=impl: _scatter_nodes(pk, pk.cov_buckets, [f(t) for t in v]), _fn(name), cost))
+        specs.append(PrimitiveSpec(name, (T.NetKernel,), T.NetScalar, lambda pk, v, f=impl: f(v), _fn(name), cost))
+    for name, (impl, cost) in MATRIX_MAP.items():
+        for t in (T.Kernel, T.ChanMatrix, T.NetKernel):
+            specs.append(PrimitiveSpec(name, (t,), t, lambda pk, v, f=impl: _map(v, f), _fn(name), cost))
+    for name, impl in AGGREGATE.items():
+        specs.append(PrimitiveSpec(name, (T.NodeScalar,), T.NetScalar, impl, _fn(name)))
+    specs.append(PrimitiveSpec(
+        "net_ksum", (T.Kernel,), T.NetKernel,
+        lambda pk, v: torch.zeros((pk.num_archs,) + v.shape[1:], dtype=v.dtype, device=v.device
+                                  ).index_add_(0, pk.node_arch, v), _fn("net_ksum")))
+    return specs
+
+
+PRIMITIVES: tuple[PrimitiveSpec, ...] = tuple(_build())
+PRIMITIVES_BY_KEY: dict[str, PrimitiveSpec] = {p.key: p for p in PRIMITIVES}
+NAMES: frozenset[str] = frozenset(p.name for p in PRIMITIVES)

@@ -1,0 +1,43 @@
+"""The leaves of the expression language: the statistics of ARCHITECTURE.md, by shape class.
+
+Each leaf has the name it is written with in expressions, its shape class, and the key it has in
+``NodeStatistics`` / ``NetworkStatistics`` (network-level names get a ``net_`` prefix in the language
+where they would clash with a node-level one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from primitives import types as T
+
+
+@dataclass(frozen=True)
+class Leaf:
+    name: str        # as written in expressions
+    type: type       # shape class
+    key: str         # key in the statistics' tensors / scalars dict
+
+
+LEAVES: tuple[Leaf, ...] = (
+    *(Leaf(n, T.Param, n) for n in ("weight", "grad", "grad_std", "hess_grad", "synflow_grad")),
+    Leaf("act_out", T.ActOut, "act_out"),
+    Leaf("grad_act_out", T.ActOut, "grad_act_out"),
+    Leaf("act_in", T.ActIn, "act_in"),
+    Leaf("grad_act_in", T.ActIn, "grad_act_in"),
+    Leaf("relu_kernel", T.Kernel, "relu_kernel"),
+    Leaf("act_kernel", T.Kernel, "act_kernel"),
+    Leaf("act_cov", T.ChanMatrix, "act_cov"),
+    *(Leaf(n, T.NodeScalar, n) for n in (
+        "params", "flops", "depth", "fan_in", "fan_out", "channels_out_total", "positions_out_total",
+        "channels_in_total", "positions_in_total", "input_post_relu")),
+    Leaf("jacobian_corr", T.NetKernel, "jacobian_corr"),
+    Leaf("net_params", T.NetScalar, "params"),
+    Leaf("net_flops", T.NetScalar, "flops"),
+    Leaf("jacobian_norm", T.NetScalar, "jacobian_norm"),
+    Leaf("num_nodes", T.NetScalar, "num_nodes"),
+)
+LEAVES_BY_NAME: dict[str, Leaf] = {leaf.name: leaf for leaf in LEAVES}
+
+
+def leaves_of(shape_class: type) -> list[Leaf]:
+    return [leaf for leaf in LEAVES if leaf.type is shape_class]

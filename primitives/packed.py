@@ -1,0 +1,200 @@
+"""Pack the statistics of many architectures into a few flat tensors.
+
+Why: the evaluator then runs each primitive once for all nodes of all architectures (segment
+reductions, batched linear algebra) instead of once per node in a Python loop.
+
+Layout (N nodes over A archs, batch B):
+
+* param leaves: one flat tensor each, ``param_seg`` gives the node of every entry; with
+  ``param_sample=S`` each node keeps a fixed seeded sample of at most S entries and ``param_scale``
+  (true / kept count) rescales sums;
+* activation leaves: buckets of nodes with equal (sketched) shape, each ``(n_b, B, C, P)``, with the
+  true / kept channel and position ratios that rescale sums;
+* ``act_cov``: buckets by channel count, ``(n_b, C, C)``; node kernels ``(N, B, B)``;
+* node scalars ``(N,)``, network kernels ``(A, B, B)``, network scalars ``(A,)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from autoproxy.errors import CacheError
+from primitives import types as T
+from primitives.leaves import leaves_of
+
+
+@dataclass
+class Bucket:
+    """Nodes whose tensors of one family share a shape."""
+
+    node_index: torch.Tensor             # (n_b,) long: global node ids
+    tensors: dict[str, torch.Tensor]     # leaf name -> (n_b, *shape)
+    chan_scale: torch.Tensor             # (n_b,) true / kept channels
+    pos_scale: torch.Tensor              # (n_b,) true / kept positions
+
+
+@dataclass
+class PackedStatistics:
+    num_archs: int
+    num_nodes: int
+    batch: int
+    device: torch.device
+    node_arch: torch.Tensor                        # (N,) long: arch of each node
+    arch_pad_index: torch.Tensor                   # (A, M) long: node ids, N where padded
+    arch_pad_mask: torch.Tensor                    # (A, M) bool: True for a real node
+    node_scalars: dict[str, torch.Tensor]          # (N,)
+    net_scalars: dict[str, torch.Tensor]           # (A,)
+    params: dict[str, torch.Tensor]                # (E,)
+    param_seg: torch.Tensor                        # (E,) long
+    param_count: torch.Tensor                      # (N,) kept entries per node
+    param_scale: torch.Tensor                      # (N,) true / kept entries
+    kernels: dict[str, torch.Tensor]               # (N, B, B)
+    net_kernels: dict[str, torch.Tensor]           # (A, B, B)
+    out_buckets: list[Bucket] = field(default_factory=list)
+    in_buckets: list[Bucket] = field(default_factory=list)
+    cov_buckets: list[Bucket] = field(default_factory=list)
+
+    def buckets_for(self, shape_class: type) -> list[Bucket]:
+        """The bucket list that values of a bucketed shape class are laid out by."""
+        if shape_class in T.BUCKETED_OUT:
+            return self.out_buckets
+        if shape_class in T.BUCKETED_IN:
+            return self.in_buckets
+        if shape_class is T.ChanMatrix:
+            return self.cov_buckets
+        raise KeyError(shape_class.__name__)
+
+    def nbytes(self) -> int:
+        tensors = [*self.params.values(), *self.kernels.values(), *self.net_kernels.values()]
+        for bucket in (*self.out_buckets, *self.in_buckets, *self.cov_buckets):
+            tensors.extend(bucket.tensors.values())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _require(mapping: dict, key: str, where: str):
+    if key not in mapping:
+        raise CacheError(f"statistics of {where} lack {key!r}")
+    return mapping[key]
+
+
+def _sample_index(numel: int, keep: int, node_position: int, seed: int) -> torch.Tensor:
+    """A fixed subset per (layer position, size): the same arch gets the same sample in any subset."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + node_position * 7919 + numel)
+    return torch.randperm(numel, generator=generator)[:keep].sort().values
+
+
+def _bucketise(groups: dict[tuple, list[tuple[int, dict[str, torch.Tensor], float, float]]],
+               device: torch.device) -> list[Bucket]:
+    buckets = []
+    for members in groups.values():
+        buckets.append(Bucket(
+            node_index=torch.tensor([m[0] for m in members], dtype=torch.long, device=device),
+            tensors={name: torch.stack([m[1][name] for m in members]).to(device, torch.float32)
+                     for name in members[0][1]},
+            chan_scale=torch.tensor([m[2] for m in members], dtype=torch.float32, device=device),
+            pos_scale=torch.tensor([m[3] for m in members], dtype=torch.float32, device=device),
+        ))
+    return buckets
+
+
+def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: int | None = None,
+         seed: int = 0) -> PackedStatistics:
+    """Pack a list of ``NetworkStatistics`` (one per arch, in order) for the evaluator.
+
+    ``param_sample`` keeps at most that many entries per node of every param statistic (the same
+    entries for all of them), a search-time sketch; ``None`` keeps everything (exact).
+    """
+    if not stats:
+        raise CacheError("pack needs at least one architecture's statistics")
+    device = torch.device(device)
+    param_names = [leaf.key for leaf in leaves_of(T.Param)]
+    node_scalar_names = [leaf.key for leaf in leaves_of(T.NodeScalar)]
+    out_names = [leaf.key for leaf in leaves_of(T.ActOut)]
+    in_names = [leaf.key for leaf in leaves_of(T.ActIn)]
+    kernel_names = [leaf.key for leaf in leaves_of(T.Kernel)]
+
+    node_arch: list[int] = []
+    node_scalars: dict[str, list[float]] = {n: [] for n in node_scalar_names}
+    params: dict[str, list[torch.Tensor]] = {n: [] for n in param_names}
+    param_count: list[int] = []
+    param_scale: list[float] = []
+    kernels: dict[str, list[torch.Tensor]] = {n: [] for n in kernel_names}
+    out_groups: dict[tuple, list] = {}
+    in_groups: dict[tuple, list] = {}
+    cov_groups: dict[tuple, list] = {}
+    batch = None
+    for arch, net in enumerate(stats):
+        if not net.nodes:
+            raise CacheError(f"statistics of arch #{arch} have no nodes")
+        for position, node in enumerate(net.nodes):
+            where = f"arch #{arch} node {node.name!r}"
+            global_id = len(node_arch)
+            node_arch.append(arch)
+            for name in node_scalar_names:
+                node_scalars[name].append(float(_require(node.scalars, name, where)))
+            weight = _require(node.tensors, "weight", where)
+            numel = weight.numel()
+            index = None
+            if param_sample is not None and numel > param_sample:
+                index = _sample_index(numel, param_sample, position, seed)
+            for name in param_names:
+                flat = _require(node.tensors, name, where).reshape(-1)
+                if flat.numel() != numel:
+                    raise CacheError(f"{where}: {name!r} has {flat.numel()} entries, weight {numel}")
+                params[name].append(flat if index is None else flat[index])
+            kept = numel if index is None else len(index)
+            param_count.append(kept)
+            param_scale.append(numel / kept)
+            for name in kernel_names:
+                kernels[name].append(_require(node.tensors, name, where))
+            act_out = {n: _require(node.tensors, n, where) for n in out_names}
+            act_in = {n: _require(node.tensors, n, where) for n in in_names}
+            for acts, groups, chan_key, pos_key in ((act_out, out_groups, "channels_out_total",
+                                                    "positions_out_total"),
+                                                   (act_in, in_groups, "channels_in_total",
+                                                    "positions_in_total")):
+                shapes = {tuple(t.shape) for t in acts.values()}
+                if len(shapes) != 1 or len(next(iter(shapes))) != 3:
+                    raise CacheError(f"{where}: activation shapes {sorted(shapes)} differ or are not 3-d")
+                shape = next(iter(shapes))
+                batch = shape[0] if batch is None else batch
+                if shape[0] != batch:
+                    raise CacheError(f"{where}: batch {shape[0]} differs from {batch}")
+                groups.setdefault(shape, []).append((
+                    global_id, acts, node.scalars[chan_key] / shape[1], node.scalars[pos_key] / shape[2]))
+            cov = _require(node.tensors, "act_cov", where)
+            cov_groups.setdefault(tuple(cov.shape), []).append((global_id, {"act_cov": cov}, 1.0, 1.0))
+
+    num_nodes, num_archs = len(node_arch), len(stats)
+    node_arch_t = torch.tensor(node_arch, dtype=torch.long)
+    counts = torch.bincount(node_arch_t, minlength=num_archs)
+    width = int(counts.max())
+    pad_index = torch.full((num_archs, width), num_nodes, dtype=torch.long)
+    starts = torch.cumsum(counts, 0) - counts
+    for arch in range(num_archs):
+        pad_index[arch, : counts[arch]] = torch.arange(int(starts[arch]), int(starts[arch] + counts[arch]))
+
+    def f32(values) -> torch.Tensor:
+        return torch.as_tensor(values, dtype=torch.float32).to(device)
+
+    return PackedStatistics(
+        num_archs=num_archs, num_nodes=num_nodes, batch=int(batch), device=device,
+        node_arch=node_arch_t.to(device), arch_pad_index=pad_index.to(device),
+        arch_pad_mask=(pad_index < num_nodes).to(device),
+        node_scalars={n: f32(v) for n, v in node_scalars.items()},
+        net_scalars={leaf.key: f32([float(_require(s.scalars, leaf.key, f"arch #{i}"))
+                                    for i, s in enumerate(stats)])
+                     for leaf in leaves_of(T.NetScalar)},
+        params={n: torch.cat(v).to(device, torch.float32) for n, v in params.items()},
+        param_seg=torch.repeat_interleave(torch.arange(num_nodes), torch.tensor(param_count)).to(device),
+        param_count=f32(param_count), param_scale=f32(param_scale),
+        kernels={n: torch.stack(v).to(device, torch.float32) for n, v in kernels.items()},
+        net_kernels={leaf.key: torch.stack([_require(s.tensors, leaf.key, f"arch #{i}")
+                                            for i, s in enumerate(stats)]).to(device, torch.float32)
+                     for leaf in leaves_of(T.NetKernel)},
+        out_buckets=_bucketise(out_groups, device),
+        in_buckets=_bucketise(in_groups, device),
+        cov_buckets=_bucketise(cov_groups, device),
+    )

@@ -1,0 +1,303 @@
+"""The generational loop: vary, score only unseen canonical forms, judge, select, record, checkpoint.
+
+Determinism: DEAP draws from Python's ``random``; the engine keeps its own state and swaps it in
+around every call into DEAP (so Ray, SymPy or anything else touching ``random`` cannot disturb it),
+and subsets and probes are seeded by ``(seed, task, generation)``. Everything the next generation
+depends on is in the checkpoint (population trees, RNG state, hall of fame) or the evaluation
+journal (the fitness cache), so a resumed run continues exactly as an uninterrupted one.
+
+Fitness cache: a canonical form is scored once per run. With ``subset_schedule = "generation"``
+a form keeps the fitness of the subsets of the generation that first scored it.
+"""
+from __future__ import annotations
+
+import random
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from search import expressions
+from search.config import SearchConfig
+from search.diversity import behaviour, near_duplicates, probe_positions
+from search.executor import Executor
+from search.fitness import aggregate, draw_subsets, kendall_tau, spearman_rho, subset_fitness
+from search.store import RunStore, rng_state_from_json, rng_state_to_json
+from search.tasks import Task
+from search.toolbox import Variation, individual_class, parent_selector, survivors
+
+INVALID_FITNESS = -2.0  # below any correlation; a JSON-safe stand-in for -inf
+_KEY_MEMO_LIMIT = 200_000
+
+
+class Engine:
+    """One run: ``start()`` or ``resume()``, then ``run()``; ``finish()`` writes result.json."""
+
+    def __init__(self, config: SearchConfig, store: RunStore, tasks: Sequence[Task], executor: Executor,
+                 on_generation: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.tasks = list(tasks)
+        self.executor = executor
+        self.on_generation = on_generation
+        self.pset = expressions.primitive_set()
+        self.individual = individual_class(config)
+        self.variation = Variation(self.pset, config)
+        self.select_parents = parent_selector(config)
+        self.probes = [probe_positions(len(t.splits.train), config.diversity_probe, config.seed) for t in self.tasks]
+        self.evaluated: dict[str, dict[str, Any]] = {}
+        self.hall: list[dict[str, Any]] = []
+        self.population: list[Any] = []
+        self.generation = -1
+        self.elapsed_before = 0.0
+        self._rng_state: Any = None
+        self._journal: list[dict[str, Any]] = []
+        self._keys: dict[str, str] = {}
+        self._clock = time.monotonic()
+
+    # ---------------------------------------------------------------- randomness and keys
+    @contextmanager
+    def _random(self) -> Iterator[None]:
+        random.setstate(self._rng_state)
+        try:
+            yield
+        finally:
+            self._rng_state = random.getstate()
+
+    def _key(self, individual: Any) -> str:
+        text = str(individual)
+        if text not in self._keys:
+            if len(self._keys) >= _KEY_MEMO_LIMIT:
+                self._keys.clear()
+            self._keys[text] = expressions.canonical_key(individual)
+        return self._keys[text]
+
+    def _make(self, text: str) -> Any:
+        return self.individual(expressions.parse(text))
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self._clock
+
+    # ---------------------------------------------------------------- start / resume
+    def start(self) -> None:
+        """Build and score the initial population (generation 0) and checkpoint it."""
+        random.seed(self.config.seed)
+        self._rng_state = random.getstate()
+        with self._random():
+            self.population = self._initial_population()
+        began, before = time.monotonic(), len(self.evaluated)
+        self._assess(self.population, 0)
+        self._apply_fitness(self.population)
+        self._close_generation(0, time.monotonic() - began, len(self.evaluated) - before)
+
+    def _initial_population(self) -> list[Any]:
+        size, seen, population = self.config.population, set(), []
+        if self.config.seed_reference:
+            for _, text in sorted(expressions.reference_expressions().items()):
+                individual = self._make(text)
+                key = self._key(individual)
+                if key not in seen and individual.height <= self.config.max_height \
+                        and len(individual) <= self.config.max_size and len(population) < size:
+                    seen.add(key)
+                    population.append(individual)
+        for _ in range(20 * size):
+            if len(population) >= size:
+                break
+            individual = self.individual(expressions.ramped_half_and_half(
+                self.pset, self.config.init_min_depth, self.config.init_max_depth))
+            key = self._key(individual)
+            if key not in seen:
+                seen.add(key)
+                population.append(individual)
+        while len(population) < size:  # a tiny language may have fewer distinct forms than the population
+            population.append(self.variation.toolbox.clone(random.choice(population)))
+        return population
+
+    def resume(self) -> None:
+        """Reload the last complete generation from the run directory."""
+        state = self.store.load_checkpoint()
+        records = self.store.read_evaluations(state["evaluations"])
+        self.evaluated = {record["key"]: record for record in records}
+        self.generation = state["generation"]
+        self.elapsed_before = state["elapsed_s"]
+        self._clock = time.monotonic()
+        self.hall = state["hall_of_fame"]
+        self._rng_state = rng_state_from_json(state["python_random"])
+        self.population = []
+        for member in state["population"]:
+            individual = self._make(member["expression"])
+            individual.key = member["key"]
+            self.population.append(individual)
+        self._apply_fitness(self.population)
+        self.store.truncate_log(self.generation)
+
+    # ---------------------------------------------------------------- the loop
+    def stop_reason(self) -> str | None:
+        if self.config.generations is not None and self.generation >= self.config.generations:
+            return "generations"
+        if self.config.time_budget_s is not None and self.elapsed() >= self.config.time_budget_s:
+            return "time budget"
+        return None
+
+    def run(self) -> str:
+        """Run generations until a stop criterion; returns why it stopped ("interrupted" on Ctrl-C /
+        SIGTERM, with the last complete generation checkpointed)."""
+        try:
+            while (reason := self.stop_reason()) is None:
+                self.step()
+            return reason
+        except KeyboardInterrupt:
+            return "interrupted"
+
+    def step(self) -> None:
+        """One generation: select parents, vary, score the unseen, survive, record."""
+        generation = self.generation + 1
+        began, before = time.monotonic(), len(self.evaluated)
+        offspring_count = self.config.population - (0 if self.config.selection == "nsga2" else self.config.elites)
+        with self._random():
+            parents = self.select_parents(self.population, offspring_count)
+            offspring = self.variation.offspring(parents)
+        self._assess(offspring, generation)
+        self._apply_fitness(self.population + offspring)
+        self.population = survivors(self.config, self.population, offspring)
+        self._apply_fitness(self.population)
+        self._close_generation(generation, time.monotonic() - began, len(self.evaluated) - before)
+
+    # ---------------------------------------------------------------- judging
+    def _subsets(self, task: int, generation: int) -> np.ndarray:
+        draw = generation if self.config.subset_schedule == "generation" else 0
+        return draw_subsets(len(self.tasks[task].splits.train), self.config.subsets, self.config.subset_size,
+                            self.config.seed, task, draw)
+
+    def _judge(self, outcomes: Sequence[expressions.Outcome], generation: int) -> tuple[float, str, list | None]:
+        """Train fitness, status and behaviour of one candidate from its per-task scores."""
+        per_task, all_scores = [], []
+        for index, (task, (scores, reason)) in enumerate(zip(self.tasks, outcomes)):
+            if reason is not None:  # "constant", "non-finite", "linalg: ...", "shape error: ..."
+                return INVALID_FITNESS, reason.split(":")[0], None
+            if self.config.prune_params_equivalent and \
+                    abs(spearman_rho(scores, task.train_params)) > self.config.params_threshold:
+                return INVALID_FITNESS, "params", None
+            per_task.append(subset_fitness(scores, task.accuracy_of("train"), self._subsets(index, generation),
+                                           self.config.metric))
+            all_scores.append(scores)
+        return aggregate(per_task, self.config.task_aggregate), "ok", behaviour(all_scores, self.probes)
+
+    def _assess(self, individuals: Sequence[Any], generation: int) -> None:
+        """Score the canonical forms never seen before (in order of first appearance)."""
+        fresh: dict[str, Any] = {}
+        for individual in individuals:
+            individual.key = self._key(individual)
+            if individual.key not in self.evaluated and individual.key not in fresh:
+                fresh[individual.key] = individual
+        outcomes = self.executor.score([expressions.to_text(individual) for individual in fresh.values()])
+        for (key, individual), outcome in zip(fresh.items(), outcomes):
+            fitness, status, shape = self._judge(outcome, generation)
+            record = {"index": len(self.evaluated), "key": key, "expression": expressions.to_text(individual),
+                      "fitness": fitness, "status": status, "behaviour": shape, "size": len(individual),
+                      "generation": generation}
+            self.evaluated[key] = record
+            self._journal.append(record)
+
+    def _apply_fitness(self, individuals: Sequence[Any]) -> None:
+        """Selection fitness = train fitness, minus the diversity penalty for near-duplicate behaviour."""
+        records = [self.evaluated[individual.key] for individual in individuals]
+        raw = [record["fitness"] for record in records]
+        duplicate = near_duplicates(raw, [record["behaviour"] for record in records], self.config.diversity_threshold)
+        for individual, value, penalised in zip(individuals, raw, duplicate):
+            value -= self.config.diversity_penalty * penalised
+            individual.fitness.values = (value, len(individual)) if self.config.selection == "nsga2" else (value,)
+
+    # ---------------------------------------------------------------- hall of fame and reports
+    def _split_correlations(self, expression: str, split: str) -> list[tuple[float, float]] | None:
+        """(Kendall, Spearman) per task on a whole split; None if the candidate fails on any task."""
+        tree = expressions.parse(expression)
+        values = []
+        for task in self.tasks:
+            scores, reason = expressions.score_tree(tree, task.scorer(split))
+            if reason is not None:
+                return None
+            accuracy = task.accuracy_of(split)
+            values.append((float(kendall_tau(scores, accuracy)), float(spearman_rho(scores, accuracy))))
+        return values
+
+    def _validation_fitness(self, expression: str) -> float:
+        values = self._split_correlations(expression, "validation")
+        if values is None:
+            return INVALID_FITNESS
+        column = 0 if self.config.metric == "kendall" else 1
+        return aggregate([v[column] for v in values], self.config.task_aggregate)
+
+    def _update_hall(self, fresh: Sequence[dict[str, Any]]) -> None:
+        """Keep the best distinct canonical forms by train fitness; score newcomers on validation."""
+        known = {entry["key"] for entry in self.hall}
+        newcomers = [r for r in fresh if r["status"] == "ok" and r["key"] not in known]
+        ranked = sorted(self.hall + [{"key": r["key"], "expression": r["expression"], "train_fitness": r["fitness"],
+                                      "index": r["index"], "generation": r["generation"]} for r in newcomers],
+                        key=lambda entry: (-entry["train_fitness"], entry["index"]))
+        self.hall = ranked[: self.config.hall_of_fame]
+        for entry in self.hall:
+            if "validation_fitness" not in entry:
+                tree = expressions.parse(entry["expression"])
+                entry["simplified"] = expressions.simplified(tree)
+                entry["complexity"] = expressions.complexity(tree)
+                entry["validation_fitness"] = self._validation_fitness(entry["expression"])
+
+    def _close_generation(self, generation: int, seconds: float, evaluations: int) -> None:
+        """Journal, hall of fame, log line and checkpoint of a complete generation."""
+        fresh, self._journal = self._journal, []
+        self._update_hall(fresh)
+        self.generation = generation
+        raw = np.array([self.evaluated[i.key]["fitness"] for i in self.population])
+        valid = raw > INVALID_FITNESS
+        statuses: dict[str, int] = {}
+        for record in self.evaluated.values():
+            statuses[record["status"]] = statuses.get(record["status"], 0) + 1
+        best = self.hall[0] if self.hall else None
+        line = {
+            "generation": generation,
+            "best_fitness": float(raw.max()),
+            "median_fitness": float(np.median(raw[valid])) if valid.any() else INVALID_FITNESS,
+            "valid_pct": 100.0 * float(valid.mean()),
+            "unique_pct": 100.0 * len({i.key for i in self.population}) / len(self.population),
+            "evaluations": evaluations,
+            "evaluations_per_s": evaluations / seconds if seconds > 0 else 0.0,
+            "elapsed_s": self.elapsed(),
+            "evaluated_total": len(self.evaluated),
+            "statuses": statuses,
+            "best": best["simplified"] if best else None,
+        }
+        self.store.append_evaluations(fresh)
+        self.store.write_hall_of_fame(self._public_hall())
+        self.store.append_log(line)
+        self.store.save_checkpoint({
+            "generation": generation,
+            "population": [{"expression": expressions.to_text(i), "key": i.key} for i in self.population],
+            "python_random": rng_state_to_json(self._rng_state),
+            "evaluations": len(self.evaluated),
+            "elapsed_s": line["elapsed_s"],
+            "hall_of_fame": self.hall,
+        })
+        if self.on_generation is not None:
+            self.on_generation(line)
+
+    def _public_hall(self) -> list[dict[str, Any]]:
+        return [{k: entry[k] for k in ("key", "expression", "simplified", "complexity", "train_fitness",
+                                       "validation_fitness", "generation")} for entry in self.hall]
+
+    def finish(self, stop_reason: str) -> dict[str, Any]:
+        """Choose the hall-of-fame member with the best validation fitness; report it on the test split."""
+        candidates = [e for e in self.hall if e["validation_fitness"] > INVALID_FITNESS]
+        result: dict[str, Any] = {"stop_reason": stop_reason, "generations": self.generation,
+                                  "evaluated": len(self.evaluated), "elapsed_s": self.elapsed(), "chosen": None}
+        if candidates:
+            chosen = max(candidates, key=lambda e: (e["validation_fitness"], e["train_fitness"], -e["index"]))
+            test = self._split_correlations(chosen["expression"], "test")
+            result["chosen"] = {k: chosen[k] for k in ("key", "expression", "simplified", "complexity",
+                                                       "train_fitness", "validation_fitness")}
+            result["test"] = None if test is None else {
+                task.name: {"kendall": k, "spearman": s} for task, (k, s) in zip(self.tasks, test)}
+        self.store.write_result(result)
+        return result
+

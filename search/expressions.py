@@ -1,0 +1,92 @@
+"""The one place where ``search`` talks to ``primitives``: parsing, canonical keys, simplification,
+packing and scoring. Everything else in ``search`` handles expressions as strings and trees.
+
+Data flows one way: ``search`` imports ``primitives``, never the reverse.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from primitives.evaluate import Evaluator
+from primitives.packed import pack as pack_statistics
+from primitives.pset import build_pset, gen_grow, gen_half_and_half
+from primitives.pset import complexity as weighted_complexity
+from primitives.reference import REFERENCE_EXPRESSIONS
+from primitives.symbolic import canonical_key as symbolic_key
+from primitives.symbolic import simplified_text
+from primitives.tree import parse as parse_text
+from primitives.tree import to_string
+
+# What a worker sends back for one candidate on one task: the per-arch scores, or why there are none.
+Outcome = tuple[np.ndarray | None, str | None]
+
+
+def primitive_set() -> Any:
+    """The typed DEAP primitive set (returns the network-level scalar type)."""
+    return build_pset()
+
+
+def parse(text: str) -> Any:
+    """An expression string → a DEAP ``PrimitiveTree`` (``ExpressionError`` naming the culprit)."""
+    return parse_text(text)
+
+
+def to_text(tree: Any) -> str:
+    """The expression string of a tree; ``parse`` reads it back to the same tree."""
+    return to_string(tree)
+
+
+def canonical_key(tree: Any) -> str:
+    """The SymPy canonical key: equal for expressions that are mathematically the same."""
+    return symbolic_key(tree)
+
+
+def simplified(tree: Any) -> str:
+    """A human-readable simplified formula."""
+    return simplified_text(tree)
+
+
+def complexity(tree: Any) -> int:
+    """The primitives' weighted complexity (what a reader pays to understand the formula)."""
+    return weighted_complexity(tree)
+
+
+def ramped_half_and_half(pset: Any, min_depth: int, max_depth: int) -> list:
+    """A random root-typed tree (Koza's ramped half-and-half, aware of types without terminals)."""
+    return gen_half_and_half(pset, min_depth, max_depth)
+
+
+def grow_subtree(pset: Any, type_: type, min_depth: int, max_depth: int) -> list:
+    """A random subtree of ``type_`` for subtree mutation (DEAP's ``expr`` signature)."""
+    return gen_grow(pset, min_depth, max_depth, type_=type_)
+
+
+def reference_expressions() -> dict[str, str]:
+    """Reference proxies (nwot, snip, synflow, ...) written in the expression language, by name."""
+    return dict(REFERENCE_EXPRESSIONS)
+
+
+def pack(statistics: Sequence[Any]) -> Any:
+    """Many archs' ``NetworkStatistics`` → one ``PackedStatistics`` the evaluator scores at once."""
+    return pack_statistics(list(statistics))
+
+
+def evaluator(packed: Any) -> Any:
+    """An evaluator over one pack; it memoises common subtrees across the candidates it scores."""
+    return Evaluator(packed)
+
+
+def score_tree(tree: Any, scorer: Any) -> Outcome:
+    """Per-arch scores of ``tree`` from an ``evaluator``, or the evaluator's reason for rejecting it."""
+    result = scorer.evaluate(tree)
+    if not result.valid:
+        return None, str(result.reason)
+    return result.scores.detach().cpu().double().numpy(), None
+
+
+def score_expression(text: str, scorers: Sequence[Any]) -> list[Outcome]:
+    """Parse ``text`` here (candidates travel as strings) and score it on every task."""
+    tree = parse(text)
+    return [score_tree(tree, scorer) for scorer in scorers]

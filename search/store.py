@@ -1,0 +1,144 @@
+"""A run directory: resolved config, per-generation log, evaluation journal, hall of fame, atomic
+JSON checkpoint and final result. JSON only (never pickle), so a run can be read, resumed and
+audited by anything.
+
+Layout of ``<out>/<name>/``::
+
+    config.json         resolved SearchConfig
+    log.jsonl           one line per completed generation
+    evaluations.jsonl   one line per distinct canonical form ever evaluated (the fitness cache)
+    hall_of_fame.json   best distinct formulas so far
+    checkpoint.json     state after the last complete generation (written atomically)
+    result.json         the chosen proxy and its test correlations (at the end)
+
+The evaluation journal is append-only; the checkpoint records how many of its lines belong to the
+checkpointed state, so lines written by a generation that was interrupted are dropped on resume.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from search.config import ConfigError, SearchConfig, config_from_dict
+
+CHECKPOINT_VERSION = 1
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temporary file, flush it to disk, then rename over ``path`` (atomic on POSIX)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w") as handle:
+        json.dump(data, handle, indent=1, allow_nan=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def rng_state_to_json(state: tuple) -> list:
+    """A ``random.getstate()`` tuple as JSON-ready lists."""
+    version, internal, gauss_next = state
+    return [version, list(internal), gauss_next]
+
+
+def rng_state_from_json(data: list) -> tuple:
+    """The inverse of ``rng_state_to_json``: a state ``random.setstate`` accepts."""
+    version, internal, gauss_next = data
+    return version, tuple(internal), gauss_next
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.directory / "checkpoint.json"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.directory / "evaluations.jsonl"
+
+    def create(self, config: SearchConfig) -> None:
+        """Start a fresh run; refuses to overwrite one that already has a checkpoint."""
+        if self.checkpoint_path.exists():
+            raise ConfigError(f"{self.directory} already holds a run; pass --resume {self.directory} "
+                              "or choose another --name")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in ("log.jsonl", "evaluations.jsonl", "hall_of_fame.json", "result.json"):
+            (self.directory / stale).unlink(missing_ok=True)
+        write_json_atomic(self.directory / "config.json", config.to_dict())
+
+    def read_config(self) -> SearchConfig:
+        path = self.directory / "config.json"
+        if not path.is_file():
+            raise ConfigError(f"{self.directory} is not a run directory (no config.json)")
+        return config_from_dict(json.loads(path.read_text()), source=str(path))
+
+    def write_config(self, config: SearchConfig) -> None:
+        write_json_atomic(self.directory / "config.json", config.to_dict())
+
+    def append_log(self, record: dict[str, Any]) -> None:
+        with open(self.directory / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record, allow_nan=False) + "\n")
+
+    def read_log(self) -> list[dict[str, Any]]:
+        path = self.directory / "log.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def append_evaluations(self, records: Iterable[dict[str, Any]]) -> None:
+        with open(self.journal_path, "a") as handle:
+            for record in records:
+                handle.write(json.dumps(record, allow_nan=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read_evaluations(self, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` journal lines; the rest (an interrupted generation) is cut off the file."""
+        if count == 0:
+            self.journal_path.unlink(missing_ok=True)
+            return []
+        records, kept_bytes = [], 0
+        with open(self.journal_path, "rb") as handle:
+            for line in handle:
+                if len(records) == count:
+                    break
+                records.append(json.loads(line))
+                kept_bytes += len(line)
+        if len(records) < count:
+            raise ConfigError(f"{self.journal_path} has {len(records)} evaluations, the checkpoint expects {count}")
+        os.truncate(self.journal_path, kept_bytes)
+        return records
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        write_json_atomic(self.checkpoint_path, {"version": CHECKPOINT_VERSION, **state})
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        if not self.checkpoint_path.is_file():
+            raise ConfigError(f"{self.directory} has no checkpoint.json to resume from")
+        state = json.loads(self.checkpoint_path.read_text())
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ConfigError(f"{self.checkpoint_path}: checkpoint version {state.get('version')} is not "
+                              f"{CHECKPOINT_VERSION}")
+        return state
+
+    def truncate_log(self, generations: int) -> None:
+        """Keep the log lines of the checkpointed generations only (resume after an interruption)."""
+        kept = [r for r in self.read_log() if r["generation"] <= generations]
+        path = self.directory / "log.jsonl"
+        path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+
+    def write_hall_of_fame(self, entries: list[dict[str, Any]]) -> None:
+        write_json_atomic(self.directory / "hall_of_fame.json", entries)
+
+    def read_hall_of_fame(self) -> list[dict[str, Any]]:
+        return json.loads((self.directory / "hall_of_fame.json").read_text())
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        write_json_atomic(self.directory / "result.json", result)
+
