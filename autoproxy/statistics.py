@@ -105,7 +105,7 @@ def compute_statistics(
     hess_grads = _hessian_gradient(weights, grads)
     del loss, output, first
 
-    grad_stds = _sub_batch_grad_std(net, weights, inputs, targets, loss_fn, sub_batches)
+    grad_abs_means, grad_stds = _sub_batch_grad_moments(net, weights, inputs, targets, loss_fn, sub_batches)
     synflow_grads = synflow_gradients(model, inputs.shape[1:])
     module_flops = _node_flops(model, inputs.shape[1:])
 
@@ -122,6 +122,7 @@ def compute_statistics(
         tensors = {
             "weight": capture.module.weight.detach().flatten(),
             "grad": grads[index].detach().flatten(),
+            "grad_abs_mean": grad_abs_means[index],
             "grad_std": grad_stds[index],
             "hess_grad": hess_grads[index],
             "synflow_grad": synflow_grads[capture.name],
@@ -257,22 +258,27 @@ def _hessian_gradient(weights: list[nn.Parameter], grads: list[torch.Tensor]) ->
     return [h.detach().flatten() for h in hess]
 
 
-def _sub_batch_grad_std(
+def _sub_batch_grad_moments(
     net: nn.Module,
     weights: list[nn.Parameter],
     inputs: torch.Tensor,
     targets: torch.Tensor,
     loss_fn: LossFn,
     sub_batches: int,
-) -> list[torch.Tensor]:
-    """Per-weight population std (ddof 0, as ZiCo's ``np.std``) of dL/dW over equal sub-batches."""
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-weight mean of |dL/dW| and population std (ddof 0, as ZiCo's ``np.std``) over equal sub-batches.
+
+    ZiCo's signal is the mean *absolute* sub-batch gradient, which the whole-batch ``grad`` cannot give.
+    """
     if sub_batches == 1:
-        return [torch.zeros(weight.numel()) for weight in weights]
+        grads = _grads(loss_fn(logits(net(inputs)), targets), weights)
+        return [g.detach().abs().flatten() for g in grads], [torch.zeros(w.numel()) for w in weights]
     per_batch = [
         _grads(loss_fn(logits(net(chunk)), labels), weights)
         for chunk, labels in zip(inputs.chunk(sub_batches), targets.chunk(sub_batches))
     ]
-    return [torch.stack([grads[i].flatten() for grads in per_batch]).std(0, unbiased=False) for i in range(len(weights))]
+    stacked = [torch.stack([grads[i].detach().flatten() for grads in per_batch]) for i in range(len(weights))]
+    return [g.abs().mean(0) for g in stacked], [g.std(0, unbiased=False) for g in stacked]
 
 
 def _as_bcp(tensor: torch.Tensor) -> torch.Tensor:

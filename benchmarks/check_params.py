@@ -37,7 +37,8 @@ def check_space(space_name: str) -> tuple[int, int, int, int, int]:
         if params == record.scores["params"]:
             params_exact += 1
         else:
-            print(f"params mismatch {space_name} {record.task} {record.key}: {params} != {record.scores['params']}")
+            expected_params = record.scores["params"]
+            print(f"params mismatch {space_name} {record.task} {record.key}: {params} != {expected_params}")
         expected = record.scores.get("flops", math.nan)
         if not math.isnan(expected):
             flops_compared += 1

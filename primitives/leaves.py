@@ -19,7 +19,7 @@ class Leaf:
 
 
 LEAVES: tuple[Leaf, ...] = (
-    *(Leaf(n, T.Param, n) for n in ("weight", "grad", "grad_std", "hess_grad", "synflow_grad")),
+    *(Leaf(n, T.Param, n) for n in ("weight", "grad", "grad_abs_mean", "grad_std", "hess_grad", "synflow_grad")),
     Leaf("act_out", T.ActOut, "act_out"),
     Leaf("grad_act_out", T.ActOut, "grad_act_out"),
     Leaf("act_in", T.ActIn, "act_in"),

@@ -36,8 +36,8 @@ REFERENCE_EXPRESSIONS: dict[str, str] = {
     # log det(C + kI) + trace((C + kI)^-1)
     "jacov": "neg(add(logdet(ridge(jacobian_corr)), trace(minv(ridge(jacobian_corr)))))",
     # sum over layers of log(sum over weights of |g| / std(g)), zero-std weights skipped (div gives 0,
-    # log(0) gives 0); |g| is |mean of g| here, ZiCo's own is the mean of |g| over sub-batches
-    "zico": "net_sum(log(node_sum(div(abs(grad), grad_std))))",
+    # log(0) gives 0); grad_abs_mean is the mean of |g| over the sub-batches, as ZiCo
+    "zico": "net_sum(log(node_sum(div(grad_abs_mean, grad_std))))",
     # sum over layers of the smallest eigenvalue of the output channels' correlation matrix
     "meco": "net_sum(eig_min(corr(act_cov)))",
 }

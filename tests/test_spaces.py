@@ -31,6 +31,15 @@ def depends_on_input(model: nn.Module, channels: int = 3, size: int = 8) -> bool
         return not torch.equal(model(first), model(second))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Hundreds of tiny forward passes: extra threads only add synchronisation on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def nb201_records(nb201_benchmark_path):
     return load_benchmark(nb201_benchmark_path)
@@ -179,8 +188,8 @@ CHAIN = [(i, i + 1) for i in range(6)]
     "key, message",
     [
         (_nb101_key(CHAIN)[:-1], "has 55 entries, expected 56"),
-        (_nb101_key(CHAIN, (0, 3, 3, 5, 3, 3, 1)), "interior ops must be in"),
-        (_nb101_key(CHAIN, (0, 3, 3, 0, 3, 3, 1)), "interior ops must be in"),
+        (_nb101_key(CHAIN, (0, 3, 3, 5, 3, 3, 1)), "interior ops must be one of"),
+        (_nb101_key(CHAIN, (0, 3, 3, 0, 3, 3, 1)), "interior ops must be one of"),
         (_nb101_key(CHAIN, (2, 3, 3, 3, 3, 3, 1)), "first op must be 0"),
         (_nb101_key(CHAIN, (0, 3, 3, 3, 3, 3, 4)), "first op must be 0"),
         (_nb101_key(CHAIN + [(3, 1)]), "not strictly upper-triangular"),

@@ -5,7 +5,7 @@ Each is ``fn(net, inputs, targets, loss_fn=None, split_data=1) -> float``; ``net
 over the names of :mod:`autoproxy.statistics`, with Σ_n a sum over nodes, so that an expression over
 the statistics reproduces it (``split_data=1``, no sketching).
 """
-from autoproxy.proxies import activation, gradient, structure, synflow  # noqa: F401  (they register)
+from autoproxy.proxies import activation, gradient, recent, structure, synflow  # noqa: F401  (they register)
 from autoproxy.proxies.registry import UnknownProxyError, get_proxy, list_proxies, register
 
 __all__ = ["UnknownProxyError", "get_proxy", "list_proxies", "register"]

@@ -5,6 +5,7 @@ Each space object offers ``parse(key)``, ``build(key, num_classes, in_channels, 
 """
 from __future__ import annotations
 
+from numbers import Integral
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 from autoproxy.benchmark import canonical_key, format_key
@@ -42,11 +43,13 @@ def parse_int_tuple(key: str | Sequence[int], length: int, space: str) -> tuple[
             raise InvalidArchError(f"{space}: key {key!r} is not a tuple of integers") from None
         values = tuple(int(item) for item in text[1:-1].split(", ")) if text != "()" else ()
     else:
-        values = tuple(key)
-        if not all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+        if not all(isinstance(value, Integral) and not isinstance(value, bool) for value in key):
             raise InvalidArchError(f"{space}: key {key!r} is not a tuple of integers")
+        values = tuple(int(value) for value in key)
     if len(values) != length:
-        raise InvalidArchError(f"{space}: key {format_key(values)} has {len(values)} entries, expected {length}")
+        raise InvalidArchError(
+            f"{space}: key {format_key(values)} has {len(values)} entries, expected {length}"
+        )
     return values
 
 

@@ -11,7 +11,7 @@ vertex-to-vertex edges truncate channels. Parameter counts match the benchmark's
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -39,7 +39,10 @@ def split_key(values: Sequence[int]) -> tuple[list[list[int]], list[int]]:
 
 
 def prune(matrix: list[list[int]], ops: list[int]) -> tuple[list[list[int]], list[int]]:
-    """Drop vertices not on an input→output path (nasbench ``ModelSpec._prune``); () if none is."""
+    """Drop vertices not on an input→output path (nasbench ``ModelSpec._prune``).
+
+    Returns empty lists when no path leads from the input to the output.
+    """
     n = len(ops)
     from_input = _reachable(0, lambda v: (w for w in range(v + 1, n) if matrix[v][w]))
     to_output = _reachable(n - 1, lambda v: (u for u in range(v) if matrix[u][v]))
@@ -49,7 +52,7 @@ def prune(matrix: list[list[int]], ops: list[int]) -> tuple[list[list[int]], lis
     return [[matrix[u][v] for v in kept] for u in kept], [ops[v] for v in kept]
 
 
-def _reachable(start: int, neighbours) -> set[int]:
+def _reachable(start: int, neighbours: Callable[[int], Iterable[int]]) -> set[int]:
     seen, frontier = {start}, [start]
     while frontier:
         for vertex in neighbours(frontier.pop()):
@@ -180,9 +183,12 @@ class NB101Space:
         if any(matrix[u][v] for u in range(NUM_VERTICES) for v in range(u + 1)):
             raise InvalidArchError(f"nb101: key {shown}: adjacency matrix is not strictly upper-triangular")
         if ops[0] != INPUT or ops[-1] != OUTPUT:
-            raise InvalidArchError(f"nb101: key {shown}: first op must be {INPUT} (input), last {OUTPUT} (output)")
+            raise InvalidArchError(
+                f"nb101: key {shown}: first op must be {INPUT} (input), last {OUTPUT} (output)"
+            )
         if any(op not in INTERIOR_OPS for op in ops[1:-1]):
-            raise InvalidArchError(f"nb101: key {shown}: interior ops must be in {INTERIOR_OPS}")
+            allowed = ", ".join(f"{op} ({OP_NAMES[op]})" for op in INTERIOR_OPS)
+            raise InvalidArchError(f"nb101: key {shown}: interior ops must be one of {allowed}")
         pruned_matrix, pruned_ops = prune(matrix, ops)
         if not pruned_ops:
             raise InvalidArchError(f"nb101: key {shown}: no path from input to output")
