@@ -22,17 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-PARAM_STATS = ("weight", "grad", "grad_std", "hess_grad", "synflow_grad")
-
-
 def entry_bytes_by_class(path: Path) -> tuple[int, int]:
-    """(bytes of param-shaped tensors, all other bytes) of one entry file."""
+    """(bytes of param-shaped tensors, i.e. shaped like their node's weight; all other bytes)."""
     from safetensors import safe_open
 
     param = 0
     with safe_open(str(path), framework="np") as handle:
-        for name in handle.keys():
-            if name.rsplit("/", 1)[-1] in PARAM_STATS:
+        shapes = {name: handle.get_slice(name).get_shape() for name in handle.keys()}
+        for name, shape in shapes.items():
+            node = name.rsplit("/", 1)[0]
+            if name.startswith("node/") and shape == shapes[f"{node}/weight"]:
                 param += handle.get_tensor(name).nbytes
     return param, path.stat().st_size - param
 
@@ -46,11 +45,13 @@ def build_sample(directory: Path, args) -> None:
 
     torch.set_num_threads(1)
     benchmark = shared_path("benchmarks", "zc_nasbench201.json")
+    cpu_start = time.process_time()
     summary = build_cache(
         directory / "built", benchmark, space="nb201", task="cifar10",
         data=shared_path("data", "cifar10_sample.npz"), limit=args.archs, dtype=args.dtype,
         max_channels=args.max_channels or None, max_positions=args.max_positions or None,
         executor="serial", progress=False)
+    cpu_per_arch = (time.process_time() - cpu_start) / summary.built
     cache = open_cache(directory / "built")
     records = load_benchmark(benchmark, space="nb201", task="cifar10")
     params = {record.key: record.scores["params"] * 1e6 for record in records}
@@ -58,7 +59,7 @@ def build_sample(directory: Path, args) -> None:
                                      for e in cache.manifest.entries.values()))
     bytes_per_param = sum(param_bytes) / sum(params[key] for key in cache.keys)
     estimate = bytes_per_param * sum(params.values()) + len(records) * sum(other_bytes) / len(other_bytes)
-    print(f"build: {summary.built} archs, {summary.seconds_per_arch:.2f} s/arch (1 thread), "
+    print(f"build: {summary.built} archs, {summary.seconds_per_arch:.2f} s/arch ({cpu_per_arch:.2f} s CPU, 1 thread), "
           f"{summary.total_bytes / summary.archs / 1e6:.2f} MB/arch "
           f"(param-shaped {sum(param_bytes) / len(param_bytes) / 1e6:.2f} MB, "
           f"rest {sum(other_bytes) / len(other_bytes) / 1e6:.2f} MB)")
@@ -112,7 +113,9 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="autoproxy-cache-size-"))
     try:
         build_sample(directory, args)
-        for extra in ([], ["--no-verify"]):
+        for path in (directory / "load").iterdir():  # warm the page cache, as for a cache in regular use
+            path.read_bytes()
+        for extra in (["--no-verify"], []):
             out = subprocess.run([sys.executable, __file__, "--measure-load", str(directory / "load"), *extra],
                                  check=True, capture_output=True, text=True).stdout
             result = json.loads(out)

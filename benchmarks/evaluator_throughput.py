@@ -2,8 +2,10 @@
 
 Random valid trees of depth 2-6 on a 128-arch NB201 cifar10 subset: statistics from a cache
 (``--cache DIR``) or synthetic ones with the true per-node NB201 shapes (batch 64, activations
-sketched to 8 channels x 8 positions as the cache builds them). Also reports how far the
-search-time parameter sketch (``--param-sample``) moves rankings. Ends with the line
+sketched to 8 channels x 8 positions as the cache builds them). The evaluator runs on the search-time
+sketch (``SEARCH_SKETCH``: param, batch and channel samples) and the per-node loop on the same
+sketched pack; the fidelity tables say how far each sketch moves rankings against the exact pack.
+Ends with the line
 ``candidates_per_s=X speedup_vs_per_node_loop=Y shape_errors=Z``.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from autoproxy.settings import shared_path
 from autoproxy.spaces import get_space
 from autoproxy.statistics import NetworkStatistics, NodeStatistics
 from primitives.evaluate import Evaluator
-from primitives.packed import pack
+from primitives.packed import SEARCH_SKETCH, pack
 from primitives.per_node import PerNodeData, evaluate_per_node
 from primitives.pset import random_tree
 from primitives.reference import REFERENCE_EXPRESSIONS, reference_tree
@@ -64,6 +66,7 @@ def synthetic(key: str, generator: torch.Generator) -> NetworkStatistics:
         cov = rand(s["c_out"], s["c_out"])
         tensors = {name: rand(s["numel"]) for name in ("weight", "grad", "hess_grad", "synflow_grad")}
         tensors["grad_std"] = rand(s["numel"]).abs()
+        tensors["grad_abs_mean"] = rand(s["numel"]).abs()
         tensors.update(act_out=act(s["c_out"], s["p_out"]), grad_act_out=act(s["c_out"], s["p_out"]),
                        act_in=act(s["c_in"], s["p_in"]), grad_act_in=act(s["c_in"], s["p_in"]),
                        relu_kernel=rand(BATCH, BATCH).abs() * 100 + torch.eye(BATCH) * 1e4,
@@ -84,40 +87,75 @@ def rho(a: torch.Tensor, b) -> float:
     return float(spearmanr(a.double().cpu().numpy(), torch.as_tensor(b).double().numpy())[0])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="32 archs, 20 trees (about a minute)")
-    parser.add_argument("--cache", help="statistics cache directory (default: synthetic statistics)")
-    parser.add_argument("--archs", type=int, default=128)
-    parser.add_argument("--param-sample", type=int, default=256, help="entries kept per node per param statistic")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)      # setup: many small forwards, threads only contend
-    trees_n, loop_n = (20, 3) if args.quick else (200, 10)
-    if args.quick:
-        args.archs = min(args.archs, 32)
-
-    t0 = time.perf_counter()
+def load_statistics(args) -> tuple[list[str], dict[str, float], list[NetworkStatistics], str]:
+    """Statistics of the archs, from the cache when given (as many archs as it holds, up to --archs)."""
     if args.cache:
         from autoproxy.cache import open_cache
         cache = open_cache(args.cache)
-        keys = cache.subset(args.archs, args.seed)
-        accuracy = cache.accuracy
-        data = cache.load(keys)
-    else:
-        keys, accuracy = nb201_keys(args.archs, args.seed)
-        generator = torch.Generator().manual_seed(args.seed)
-        data = [synthetic(k, generator) for k in keys]
-    exact = pack(data, args.device)
-    sampled = pack(data, args.device, param_sample=args.param_sample, seed=args.seed)
-    del data
-    print(f"{len(keys)} archs, {exact.num_nodes} nodes; param entries {exact.params['weight'].numel():,} exact, "
-          f"{sampled.params['weight'].numel():,} sampled (S={args.param_sample}); "
-          f"packed {exact.nbytes() / 1e9:.2f} GB exact, {sampled.nbytes() / 1e9:.2f} GB sampled; "
-          f"setup {time.perf_counter() - t0:.1f} s")
+        keys = cache.subset(min(args.archs, len(cache)), args.seed)
+        return keys, cache.accuracy, cache.load(keys), f"cache {args.cache}"
+    keys, accuracy = nb201_keys(args.archs, args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    return keys, accuracy, [synthetic(k, generator) for k in keys], "synthetic statistics with real NB201 shapes"
 
-    torch.set_num_threads(2)
+
+def fidelity(name: str, exact, sketched, trees, acc: list[float] | None) -> None:
+    """How far a sketch moves rankings: rho(exact, sketched) per reference proxy and over random trees,
+    and each reference proxy's rho with accuracy, exact -> sketched."""
+    exact_eval, sketch_eval = Evaluator(exact), Evaluator(sketched)
+    print(f"fidelity of sketch {name}:")
+    for proxy in REFERENCE_EXPRESSIONS:
+        e, s = exact_eval.evaluate(reference_tree(proxy)), sketch_eval.evaluate(reference_tree(proxy))
+        if not (e.valid and s.valid):
+            print(f"  {proxy:10s} invalid: exact {e.reason}, sketched {s.reason}")
+            continue
+        line = f"  {proxy:10s} rho(exact, sketched)={rho(e.scores, s.scores):+.3f}"
+        if acc is not None:
+            line += f"  rho_acc exact={rho(e.scores, acc):+.3f} sketched={rho(s.scores, acc):+.3f}"
+        print(line)
+    moved, flipped = [], 0
+    for tree in trees:
+        e, s = exact_eval.evaluate(tree), sketch_eval.evaluate(tree)
+        flipped += e.valid != s.valid
+        if e.valid and s.valid:
+            moved.append(rho(e.scores, s.scores))
+    moved = [m for m in moved if m == m]
+    if moved:
+        print(f"  random valid trees: median rho(exact, sketched)={stats_lib.median(moved):.3f}, "
+              f"10th percentile={sorted(moved)[len(moved) // 10]:.3f}, n={len(moved)}, "
+              f"validity differs for {flipped}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="32 archs, fewer trees, one fidelity table (< 1 min)")
+    parser.add_argument("--cache", help="statistics cache directory (default: synthetic statistics)")
+    parser.add_argument("--archs", type=int, default=128)
+    for name, size in SEARCH_SKETCH.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=size,
+                            help=f"search-time sketch, see primitives.packed (default {size}; 0: exact)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)      # setup: many small tensors, threads only contend
+    trees_n, loop_n, fidelity_trees = (100, 3, 30) if args.quick else (400, 10, 150)
+    if args.quick:
+        args.archs = min(args.archs, 32)
+    sketch = {name: getattr(args, name) or None for name in SEARCH_SKETCH}
+
+    t0 = time.perf_counter()
+    keys, accuracy, data, source = load_statistics(args)
+    exact = pack(data, args.device)
+    sampled = pack(data, args.device, **sketch, seed=args.seed)
+    singles = {} if args.quick else {name: pack(data, args.device, **{name: size}, seed=args.seed)
+                                     for name, size in sketch.items() if size}
+    del data
+    per_node_data = PerNodeData(sampled)
+    print(f"{len(keys)} archs ({source}), {exact.num_nodes} nodes; packed {exact.nbytes() / 1e9:.2f} GB exact, "
+          f"{sampled.nbytes() / 1e6:.1f} MB sketched {sketch}; setup {time.perf_counter() - t0:.1f} s")
+
+    torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     random.seed(args.seed)
     trees = [random_tree(rng, 2, 6) for _ in range(trees_n)]
@@ -129,42 +167,28 @@ def main() -> None:
     batch_s = time.perf_counter() - t0
     shape_errors += sum(r.shape_error for r in results)
     per_s = trees_n / batch_s
-    print(f"vectorised, memoised: {trees_n} trees in {batch_s:.2f} s = {per_s:.1f} candidates/s "
-          f"({sum(r.valid for r in results)} valid)")
+    print(f"vectorised, memoised, sketched: {trees_n} trees in {batch_s:.2f} s = {per_s:.1f} candidates/s "
+          f"({sum(r.valid for r in results)} valid), {args.threads} threads on {args.device}")
 
     loop_trees = trees[:loop_n]
     plain = Evaluator(sampled, memo_bytes=0)
     t0 = time.perf_counter()
     fast = [plain.evaluate(t) for t in loop_trees]
     fast_s = time.perf_counter() - t0
-    per_node_data = PerNodeData(sampled)
     t0 = time.perf_counter()
     slow = [evaluate_per_node(t, per_node_data) for t in loop_trees]
     slow_s = time.perf_counter() - t0
     shape_errors += sum(r.shape_error for r in fast + slow)
     speedup = slow_s / fast_s
-    print(f"same {loop_n} trees: vectorised (no memo) {fast_s:.2f} s, per-node loop {slow_s:.2f} s, "
-          f"speedup {speedup:.1f}x")
+    print(f"same {loop_n} trees, same sketched pack: vectorised (no memo) {fast_s:.2f} s, "
+          f"per-node loop {slow_s:.2f} s, speedup {speedup:.1f}x")
 
-    print("fidelity of the param sketch (Spearman rho between exact and sampled scores; rho vs accuracy):")
-    acc = [accuracy[k] for k in keys]
-    moved = []
-    for name in REFERENCE_EXPRESSIONS:
-        e, s = Evaluator(exact, 0).evaluate(reference_tree(name)), Evaluator(sampled, 0).evaluate(reference_tree(name))
-        if e.valid and s.valid:
-            line = f"  {name:10s} rho(exact, sampled)={rho(e.scores, s.scores):+.3f}"
-            if args.cache:
-                line += f"  rho_acc exact={rho(e.scores, acc):+.3f} sampled={rho(s.scores, acc):+.3f}"
-            print(line)
-    exact_eval = Evaluator(exact)
-    for tree, r in zip(trees, results):
-        e = exact_eval.evaluate(tree)
-        shape_errors += e.shape_error
-        if e.valid and r.valid:
-            moved.append(rho(e.scores, r.scores))
-    if moved:
-        print(f"  random valid trees: median rho(exact, sampled)={stats_lib.median(moved):.3f}, "
-              f"10th percentile={sorted(moved)[len(moved) // 10]:.3f}, n={len(moved)}")
+    acc = [accuracy[k] for k in keys] if args.cache else None
+    fidelity_set = trees[:fidelity_trees]
+    for name, single in singles.items():
+        fidelity(f"{name}={sketch[name]} alone", exact, single, fidelity_set, acc)
+    fidelity(f"{sketch} (search default)", exact, sampled, fidelity_set, acc)
+    shape_errors += sum(Evaluator(exact).evaluate(t).shape_error for t in fidelity_set)
     print(f"candidates_per_s={per_s:.1f} speedup_vs_per_node_loop={speedup:.1f} shape_errors={shape_errors}")
 
 

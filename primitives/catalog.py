@@ -12,6 +12,10 @@ reductions give NaN for a unit with non-finite entries (the evaluator then marks
 """
 from __future__ import annotations
 
+import os
+import weakref
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -105,17 +109,18 @@ def _normalise(x, where):
 
 
 # ---------------------------------------------------------------- elementwise
+# Few passes over memory (search-time values hold millions of entries): the masked-out quotients may be
+# inf or nan, torch.where discards them, and nothing here is differentiated.
 def _plog(x):
-    return torch.where(x == 0, torch.zeros_like(x), torch.log(x.abs()))
+    return torch.where(x == 0, 0.0, torch.log(x.abs()))
 
 
 def _pinv(x):
-    return torch.where(x.abs() < EPS, torch.zeros_like(x), 1.0 / torch.where(x.abs() < EPS, torch.ones_like(x), x))
+    return torch.where(x.abs() < EPS, 0.0, x.reciprocal())
 
 
 def _pdiv(a, b):
-    small = b.abs() < EPS
-    return torch.where(small, torch.zeros_like(a * b), a / torch.where(small, torch.ones_like(b), b))
+    return torch.where(b.abs() < EPS, 0.0, a / b)
 
 
 UNARY: dict[str, tuple[Callable, Callable]] = {
@@ -148,11 +153,13 @@ def _scatter_nodes(pk, buckets, per_bucket: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def _sum_scale(shape_class, bucket) -> torch.Tensor:
+def _sum_scale(pk, shape_class, bucket) -> torch.Tensor:
     """How much a plain sum over a sketched unit under-counts: true / kept entries."""
     if shape_class in (T.ActOut, T.ActIn):
-        return bucket.chan_scale * bucket.pos_scale
-    if shape_class in (T.BatchChanOut, T.BatchChanIn, T.ChanOut, T.ChanIn):
+        return bucket.chan_scale * bucket.pos_scale * pk.batch_scale
+    if shape_class in (T.BatchChanOut, T.BatchChanIn):
+        return bucket.chan_scale * pk.batch_scale
+    if shape_class in (T.ChanOut, T.ChanIn):
         return bucket.chan_scale
     return torch.ones_like(bucket.chan_scale)
 
@@ -185,10 +192,10 @@ def _node_reduce(kind: str, shape_class: type):
 
     def bucketed(pk, value):
         buckets = pk.buckets_for(shape_class)
-        return _scatter_nodes(pk, buckets, [dense(t, _sum_scale(shape_class, b)) for b, t in zip(buckets, value)])
+        return _scatter_nodes(pk, buckets, [dense(t, _sum_scale(pk, shape_class, b)) for b, t in zip(buckets, value)])
 
     def batch(pk, x):
-        return dense(x, torch.ones(1, device=x.device))
+        return dense(x, torch.full((1,), pk.batch_scale, device=x.device))
 
     if shape_class is T.Param:
         return param
@@ -215,13 +222,49 @@ def _over_chan(kind: str, shape_class):
 # ---------------------------------------------------------------- matrices
 def _finite_units(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Units (leading dim) with only finite entries, and t with the others zeroed (so LAPACK never fails)."""
-    ok = torch.isfinite(t).flatten(1).all(1)
-    return ok, torch.where(ok[:, None, None], t, torch.zeros_like(t))
+    ok = torch.isfinite(t.abs().amax((-2, -1)))       # amax propagates NaN; one cheap pass
+    if bool(ok.all()):
+        return ok, t
+    return ok, torch.where(ok[:, None, None], t, 0.0)
+
+
+_LAPACK_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}     # (pid, threads): a fork gets its own
+_LAPACK_MIN_UNITS = 256
+
+
+def _lapack(fn: Callable, t: torch.Tensor):
+    """``fn`` on a batch of matrices, split over torch's intra-op threads: ATen loops over a CPU batch
+    on one thread, and thousands of small per-node matrices make this the costliest step of a search."""
+    threads = torch.get_num_threads()
+    if t.device.type != "cpu" or threads < 2 or t.shape[0] < _LAPACK_MIN_UNITS:
+        return fn(t)
+    pool_key = (os.getpid(), threads)
+    if pool_key not in _LAPACK_POOLS:
+        _LAPACK_POOLS[pool_key] = ThreadPoolExecutor(threads, thread_name_prefix="lapack")
+    parts = list(_LAPACK_POOLS[pool_key].map(fn, t.chunk(threads)))
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return tuple(torch.cat(items) for items in zip(*parts))
+
+
+# Eigenvalues of the last few matrices, by tensor identity: the evaluator's memo hands back the same
+# tensor for the same subtree, so eig_min, eig_max and spec_entropy of one matrix share one eigvalsh
+# (the dominant cost of a search over thousands of per-node matrices).
+_SPECTRA: OrderedDict[int, tuple[weakref.ref, int, tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+_SPECTRA_KEPT = 16
 
 
 def _eigvalsh(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    entry = _SPECTRA.get(id(t))
+    if entry is not None and entry[0]() is t and entry[1] == t._version:
+        _SPECTRA.move_to_end(id(t))
+        return entry[2]
     ok, clean = _finite_units(t)
-    return ok, torch.linalg.eigvalsh(0.5 * (clean + clean.transpose(-1, -2)))
+    result = ok, _lapack(torch.linalg.eigvalsh, 0.5 * (clean + clean.transpose(-1, -2)))
+    _SPECTRA[id(t)] = (weakref.ref(t), t._version, result)
+    while len(_SPECTRA) > _SPECTRA_KEPT:
+        _SPECTRA.popitem(last=False)
+    return result
 
 
 def _nan_where_bad(ok: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -230,8 +273,8 @@ def _nan_where_bad(ok: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 def _logdet(t):
     ok, clean = _finite_units(t)
-    sign, logabs = torch.linalg.slogdet(clean)
-    return _nan_where_bad(ok, torch.where(sign == 0, torch.full_like(logabs, float("-inf")), logabs))
+    sign, logabs = _lapack(torch.linalg.slogdet, clean)
+    return _nan_where_bad(ok, torch.where(sign == 0, float("-inf"), logabs))
 
 
 def _trace(t):
@@ -273,16 +316,27 @@ def _ridge(t):
 
 def _minv(t):
     ok, clean = _finite_units(t)
-    inverse, info = torch.linalg.inv_ex(clean)
+    inverse, info = _lapack(torch.linalg.inv_ex, clean)
     good = ok & (info == 0)
-    return torch.where(good[:, None, None], inverse, torch.full_like(inverse, float("nan")))
+    return torch.where(good[:, None, None], inverse, float("nan"))
 
 
+# Reductions that sum over a matrix's rows: rescaled by true / kept rows under a sketch.
+SUMMED_MATRIX_REDUCE = frozenset({"trace"})
 MATRIX_REDUCE: dict[str, tuple[Callable, int]] = {
     "logdet": (_logdet, 3), "trace": (_trace, 1), "offdiag_mean": (_offdiag_mean, 1),
     "eig_min": (_eig_min, 3), "eig_max": (_eig_max, 3), "spec_entropy": (_spec_entropy, 3),
 }
 MATRIX_MAP: dict[str, tuple[Callable, int]] = {"corr": (_corr, 2), "ridge": (_ridge, 1), "minv": (_minv, 3)}
+
+
+def _matrix_reduce(impl: Callable, shape_class: type, summed: bool) -> Callable:
+    def fn(pk, value):
+        if shape_class is T.ChanMatrix:
+            return _scatter_nodes(pk, pk.cov_buckets, [impl(t) * b.chan_scale if summed else impl(t)
+                                                       for b, t in zip(pk.cov_buckets, value)])
+        return impl(value) * pk.batch_scale if summed else impl(value)
+    return fn
 
 
 # ---------------------------------------------------------------- aggregation over nodes
@@ -352,11 +406,9 @@ def _build() -> list[PrimitiveSpec]:
         specs.append(PrimitiveSpec("sum_chan", (bc,), T.Batch, _over_chan("sum", bc), _fn("sum_chan")))
         specs.append(PrimitiveSpec("mean_chan", (bc,), T.Batch, _over_chan("mean", bc), _fn("mean_chan")))
     for name, (impl, cost) in MATRIX_REDUCE.items():
-        specs.append(PrimitiveSpec(name, (T.Kernel,), T.NodeScalar, lambda pk, v, f=impl: f(v), _fn(name), cost))
-        specs.append(PrimitiveSpec(
-            name, (T.ChanMatrix,), T.NodeScalar,
-            lambda pk, v, f=impl: _scatter_nodes(pk, pk.cov_buckets, [f(t) for t in v]), _fn(name), cost))
-        specs.append(PrimitiveSpec(name, (T.NetKernel,), T.NetScalar, lambda pk, v, f=impl: f(v), _fn(name), cost))
+        for t, out in ((T.Kernel, T.NodeScalar), (T.ChanMatrix, T.NodeScalar), (T.NetKernel, T.NetScalar)):
+            specs.append(PrimitiveSpec(name, (t,), out, _matrix_reduce(impl, t, name in SUMMED_MATRIX_REDUCE),
+                                       _fn(name), cost))
     for name, (impl, cost) in MATRIX_MAP.items():
         for t in (T.Kernel, T.ChanMatrix, T.NetKernel):
             specs.append(PrimitiveSpec(name, (t,), t, lambda pk, v, f=impl: _map(v, f), _fn(name), cost))

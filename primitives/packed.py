@@ -12,6 +12,18 @@ Layout (N nodes over A archs, batch B):
   true / kept channel and position ratios that rescale sums;
 * ``act_cov``: buckets by channel count, ``(n_b, C, C)``; node kernels ``(N, B, B)``;
 * node scalars ``(N,)``, network kernels ``(A, B, B)``, network scalars ``(A,)``.
+
+Search-time sketches (``SEARCH_SKETCH``; ``pack`` without them is exact). Memory traffic over ~60 M
+floats per param statistic, and LAPACK on thousands of 64×64 matrices, cost far more than Python:
+
+* ``param_sample=S``: a fixed seeded sample of at most S entries per node (the same entries for every
+  param statistic); sums are rescaled by true / kept entries;
+* ``batch_sample=b``: one fixed seeded subset of b of the B samples for every node and arch: node and
+  network kernels become their b×b principal submatrices (a principal submatrix of ``net_ksum`` is
+  the ``net_ksum`` of the submatrices, so the sketch commutes with it) and activations keep those b
+  samples; sums over the batch axis (and ``trace``) are rescaled by B / b;
+* ``channel_sample=c``: each node's ``act_cov`` becomes the c×c principal submatrix of a fixed
+  seeded subset of its channels (``trace`` rescaled by C / c).
 """
 from __future__ import annotations
 
@@ -24,6 +36,11 @@ from autoproxy.errors import CacheError
 from primitives import types as T
 from primitives.leaves import leaves_of
 
+# What ``search`` packs with: measured on 128 NB201 cifar10 archs, see benchmarks/evaluator_throughput.py.
+SEARCH_SKETCH: dict[str, int] = {"param_sample": 256, "batch_sample": 16, "channel_sample": 16}
+_CHANNEL_SALT = 0x5EED
+_BATCH_SALT = 0xBA7C
+
 
 @dataclass
 class Bucket:
@@ -31,7 +48,7 @@ class Bucket:
 
     node_index: torch.Tensor             # (n_b,) long: global node ids
     tensors: dict[str, torch.Tensor]     # leaf name -> (n_b, *shape)
-    chan_scale: torch.Tensor             # (n_b,) true / kept channels
+    chan_scale: torch.Tensor             # (n_b,) true / kept channels (act_cov: rows and columns)
     pos_scale: torch.Tensor              # (n_b,) true / kept positions
 
 
@@ -39,7 +56,7 @@ class Bucket:
 class PackedStatistics:
     num_archs: int
     num_nodes: int
-    batch: int
+    batch: int                                     # samples kept (b of B with batch_sample)
     device: torch.device
     node_arch: torch.Tensor                        # (N,) long: arch of each node
     arch_pad_index: torch.Tensor                   # (A, M) long: node ids, N where padded
@@ -55,6 +72,7 @@ class PackedStatistics:
     out_buckets: list[Bucket] = field(default_factory=list)
     in_buckets: list[Bucket] = field(default_factory=list)
     cov_buckets: list[Bucket] = field(default_factory=list)
+    batch_scale: float = 1.0                       # true / kept samples (B / b)
 
     def buckets_for(self, shape_class: type) -> list[Bucket]:
         """The bucket list that values of a bucketed shape class are laid out by."""
@@ -85,6 +103,11 @@ def _sample_index(numel: int, keep: int, node_position: int, seed: int) -> torch
     return torch.randperm(numel, generator=generator)[:keep].sort().values
 
 
+def _principal(matrix: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """The principal submatrix on ``index`` (all of it for None), over the last two axes."""
+    return matrix if index is None else matrix[..., index[:, None], index[None, :]]
+
+
 def _bucketise(groups: dict[tuple, list[tuple[int, dict[str, torch.Tensor], float, float]]],
                device: torch.device) -> list[Bucket]:
     buckets = []
@@ -99,16 +122,32 @@ def _bucketise(groups: dict[tuple, list[tuple[int, dict[str, torch.Tensor], floa
     return buckets
 
 
+def _batch_size(stats: Sequence) -> int:
+    """B, from the first node's activation (every node is checked against it while packing)."""
+    if not stats[0].nodes:
+        raise CacheError("statistics of arch #0 have no nodes")
+    return int(_require(stats[0].nodes[0].tensors, "act_out", "arch #0 node 0").shape[0])
+
+
 def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: int | None = None,
-         seed: int = 0) -> PackedStatistics:
+         batch_sample: int | None = None, channel_sample: int | None = None, seed: int = 0) -> PackedStatistics:
     """Pack a list of ``NetworkStatistics`` (one per arch, in order) for the evaluator.
 
-    ``param_sample`` keeps at most that many entries per node of every param statistic (the same
-    entries for all of them), a search-time sketch; ``None`` keeps everything (exact).
+    The ``*_sample`` sizes are the search-time sketches of the module docstring (``SEARCH_SKETCH``);
+    ``None`` keeps everything (exact), as the final report needs.
     """
     if not stats:
         raise CacheError("pack needs at least one architecture's statistics")
+    for name, size in (("param_sample", param_sample), ("batch_sample", batch_sample),
+                       ("channel_sample", channel_sample)):
+        if size is not None and size < 1:
+            raise CacheError(f"pack: {name} must be at least 1, got {size}")
     device = torch.device(device)
+    full_batch = _batch_size(stats)
+    batch_index = None
+    if batch_sample is not None and batch_sample < full_batch:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + _BATCH_SALT)
+        batch_index = torch.randperm(full_batch, generator=generator)[:batch_sample].sort().values
     param_names = [leaf.key for leaf in leaves_of(T.Param)]
     node_scalar_names = [leaf.key for leaf in leaves_of(T.NodeScalar)]
     out_names = [leaf.key for leaf in leaves_of(T.ActOut)]
@@ -124,7 +163,6 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
     out_groups: dict[tuple, list] = {}
     in_groups: dict[tuple, list] = {}
     cov_groups: dict[tuple, list] = {}
-    batch = None
     for arch, net in enumerate(stats):
         if not net.nodes:
             raise CacheError(f"statistics of arch #{arch} have no nodes")
@@ -148,7 +186,7 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
             param_count.append(kept)
             param_scale.append(numel / kept)
             for name in kernel_names:
-                kernels[name].append(_require(node.tensors, name, where))
+                kernels[name].append(_principal(_require(node.tensors, name, where), batch_index))
             act_out = {n: _require(node.tensors, n, where) for n in out_names}
             act_in = {n: _require(node.tensors, n, where) for n in in_names}
             for acts, groups, chan_key, pos_key in ((act_out, out_groups, "channels_out_total",
@@ -159,13 +197,18 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
                 if len(shapes) != 1 or len(next(iter(shapes))) != 3:
                     raise CacheError(f"{where}: activation shapes {sorted(shapes)} differ or are not 3-d")
                 shape = next(iter(shapes))
-                batch = shape[0] if batch is None else batch
-                if shape[0] != batch:
-                    raise CacheError(f"{where}: batch {shape[0]} differs from {batch}")
-                groups.setdefault(shape, []).append((
+                if shape[0] != full_batch:
+                    raise CacheError(f"{where}: batch {shape[0]} differs from {full_batch}")
+                if batch_index is not None:
+                    acts = {n: t[batch_index] for n, t in acts.items()}
+                groups.setdefault(tuple(next(iter(acts.values())).shape), []).append((
                     global_id, acts, node.scalars[chan_key] / shape[1], node.scalars[pos_key] / shape[2]))
             cov = _require(node.tensors, "act_cov", where)
-            cov_groups.setdefault(tuple(cov.shape), []).append((global_id, {"act_cov": cov}, 1.0, 1.0))
+            channels = cov.shape[-1]
+            if channel_sample is not None and channels > channel_sample:
+                cov = _principal(cov, _sample_index(channels, channel_sample, position, seed + _CHANNEL_SALT))
+            cov_groups.setdefault(tuple(cov.shape), []).append(
+                (global_id, {"act_cov": cov}, channels / cov.shape[-1], 1.0))
 
     num_nodes, num_archs = len(node_arch), len(stats)
     node_arch_t = torch.tensor(node_arch, dtype=torch.long)
@@ -180,7 +223,9 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
         return torch.as_tensor(values, dtype=torch.float32).to(device)
 
     return PackedStatistics(
-        num_archs=num_archs, num_nodes=num_nodes, batch=int(batch), device=device,
+        num_archs=num_archs, num_nodes=num_nodes, device=device,
+        batch=full_batch if batch_index is None else len(batch_index),
+        batch_scale=1.0 if batch_index is None else full_batch / len(batch_index),
         node_arch=node_arch_t.to(device), arch_pad_index=pad_index.to(device),
         arch_pad_mask=(pad_index < num_nodes).to(device),
         node_scalars={n: f32(v) for n, v in node_scalars.items()},
@@ -191,8 +236,9 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
         param_seg=torch.repeat_interleave(torch.arange(num_nodes), torch.tensor(param_count)).to(device),
         param_count=f32(param_count), param_scale=f32(param_scale),
         kernels={n: torch.stack(v).to(device, torch.float32) for n, v in kernels.items()},
-        net_kernels={leaf.key: torch.stack([_require(s.tensors, leaf.key, f"arch #{i}")
-                                            for i, s in enumerate(stats)]).to(device, torch.float32)
+        net_kernels={leaf.key: _principal(torch.stack([_require(s.tensors, leaf.key, f"arch #{i}")
+                                                       for i, s in enumerate(stats)]), batch_index
+                                          ).to(device, torch.float32)
                      for leaf in leaves_of(T.NetKernel)},
         out_buckets=_bucketise(out_groups, device),
         in_buckets=_bucketise(in_groups, device),

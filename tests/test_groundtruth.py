@@ -159,3 +159,13 @@ def test_sidecar_records_the_recipe(tmp_path):
 
 def _forbidden(*args, **kwargs):
     raise AssertionError("something was unpickled")
+
+
+def test_training_inputs_have_standard_strides():
+    """A 1-channel array made by ``[:, None]`` has channels-last-like strides; kept, they would send
+    convolutions down another kernel and make serial and Ray results differ."""
+    from autoproxy.groundtruth.train import _normalised
+
+    dataset = load_dataset("digits")
+    assert dataset.train_images.strides[1] != 64            # the odd layout is really there
+    assert _normalised(dataset.train_images[:4], dataset).stride() == (64, 64, 8, 1)

@@ -5,8 +5,9 @@ the first ``limit`` of them. So ``--limit`` draws a uniform sample, and a larger
 seed extends a smaller one instead of replacing it.
 
 Workers compute and write their entry file themselves (only a small result crosses Ray's object
-store); the driver verifies nothing twice, records each finished entry in the manifest at once,
-and reports an arch that fails as one line without stopping the others.
+store); the driver records each finished entry in the manifest at once and reports an arch that
+fails as one line without stopping the others. Weights are initialised with ``torch.manual_seed(seed)``
+before each build, so an entry does not depend on the executor or on which worker computed it.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class EntryResult:
 
 @dataclass
 class BuildSummary:
+    """What one ``build_cache`` call did; ``seconds`` is wall time over the archs it built."""
+
     directory: Path
     archs: int = 0        # entries in the cache after the build
     built: int = 0

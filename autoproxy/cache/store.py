@@ -24,7 +24,7 @@ from autoproxy.errors import CacheError
 from autoproxy.statistics import NetworkStatistics, NodeStatistics
 
 ENTRY_FORMAT = "autoproxy-statistics/1"
-DTYPES = {"float32": np.float32, "float16": np.float16}
+DTYPES = ("float32", "float16")
 _FLOAT16_TOP_EXPONENT = 15  # scaled maxima lie in [2**14, 2**15)
 
 
@@ -73,23 +73,25 @@ def encode_entry(key: str, stats: NetworkStatistics, dtype: str) -> bytes:
 def _decode_all(handle, names: list[str], exponents: dict[str, int]) -> dict[str, torch.Tensor]:
     """All tensors of an entry as float32 views of one buffer.
 
-    One large allocation per entry (numpy asks the kernel for huge pages above 4 MB) instead of
-    hundreds of small ones: page faults dominated loading; float16 is widened and rescaled in one pass.
+    One allocation per entry instead of hundreds; a torch buffer rather than a numpy one because
+    numpy asks for transparent huge pages, whose compaction tripled loading time in measurements.
+    float16 is widened by torch's vectorised conversion, then rescaled in place.
     """
     shapes = {name: handle.get_slice(name).get_shape() for name in names}
-    buffer = np.empty(sum(math.prod(shape) for shape in shapes.values()), np.float32)
+    buffer = torch.empty(sum(math.prod(shape) for shape in shapes.values()), dtype=torch.float32)
     decoded, start = {}, 0
     for name in names:
         size = math.prod(shapes[name])
-        out = buffer[start:start + size].reshape(shapes[name])
+        out = buffer[start:start + size].view(shapes[name])
         start += size
+        out.copy_(torch.from_numpy(handle.get_tensor(name)))
         exponent = exponents.get(name, 0)
         if -126 <= exponent <= 127:  # a normal float32 power of two: scaling is exact
-            np.multiply(handle.get_tensor(name), np.float32(2.0**exponent), out=out)
+            if exponent:
+                out.mul_(2.0**exponent)
         else:
-            np.copyto(out, handle.get_tensor(name))
-            np.ldexp(out, exponent, out=out)
-        decoded[name] = torch.from_numpy(out)
+            np.ldexp(out.numpy(), exponent, out=out.numpy())
+        decoded[name] = out
     return decoded
 
 

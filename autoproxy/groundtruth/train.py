@@ -79,7 +79,10 @@ def _single_thread() -> Iterator[None]:
 
 
 def _normalised(images: np.ndarray, dataset: ImageDataset) -> torch.Tensor:
-    tensor = torch.from_numpy(images).float().div_(dataset.scale)
+    # A fresh copy with standard strides: numpy may hand a 1-channel array with channels-last-like
+    # strides (after ``[:, None]``), which sends convolutions down another kernel with other
+    # rounding, so the same arch would score differently serially and on Ray.
+    tensor = torch.empty(images.shape).copy_(torch.from_numpy(images)).div_(dataset.scale)
     mean = torch.tensor(dataset.mean).view(1, -1, 1, 1)
     std = torch.tensor(dataset.std).view(1, -1, 1, 1)
     return (tensor - mean) / std

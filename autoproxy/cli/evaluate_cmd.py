@@ -1,0 +1,38 @@
+"""``autoproxy evaluate``: a registry proxy computed directly on a benchmark's networks."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from autoproxy.cli import main
+
+
+@main.command("evaluate")
+@click.option("--proxy", "proxy_name", required=True, help="Registry name (see `autoproxy list`) or proxy JSON file.")
+@click.option("--benchmark", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Ground-truth file (.json NAS-Bench-Suite-Zero or .csv).")
+@click.option("--space", required=True, help="Search space, e.g. nb201.")
+@click.option("--task", required=True, help="Task in the benchmark file, e.g. cifar10.")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Images file (.npz): the input size comes from it; without it, 3x32x32 noise.")
+@click.option("--limit", type=click.IntRange(min=2), default=None, help="Only N archs (a --seed shuffle of the file).")
+@click.option("--num-classes", type=click.IntRange(min=2), default=None,
+              help="Classifier outputs (default: known from the task name).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the minibatch, weights and arch order.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write per-arch scores here.")
+def evaluate_command(proxy_name, benchmark, space, task, data, limit, num_classes, batch_size, seed, json_out) -> None:
+    """Spearman ρ, Kendall τ, Precision@K and BestRanking@K of a proxy, next to the file's reference proxies."""
+    from autoproxy.proxy_evaluation import evaluate_proxy, evaluation_json, format_evaluation
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"\r{done}/{total} archs", nl=done == total, err=True)
+
+    evaluation = evaluate_proxy(proxy_name, benchmark, space, task, data=data, limit=limit, num_classes=num_classes,
+                                batch_size=batch_size, seed=seed, progress=progress)
+    click.echo(format_evaluation(evaluation))
+    if json_out:
+        with open(json_out, "w") as handle:
+            json.dump(evaluation_json(evaluation), handle, indent=1, allow_nan=False)
+        click.echo(f"per-arch scores: {json_out}")

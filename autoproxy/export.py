@@ -1,0 +1,194 @@
+"""Turn a formula of a search run into a registry proxy, and a registry proxy into a standalone
+Python module that needs nothing but torch.
+
+Standalone module, how: the engine's own statistics code (``autoproxy/flops.py``,
+``autoproxy/statistics.py``, both torch-only) and the torch-only expression interpreter
+``autoproxy/proxy_runtime.py`` are copied verbatim, with the expression embedded as JSON data. Why:
+no second hand-written version of each formula can drift from the engine; the interpreter is
+tested against the packed evaluator on random expressions covering every primitive, and the
+exported file is checked (by parsing it) to import only torch and the standard library.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from autoproxy.errors import AutoproxyError
+from autoproxy.registry import DEFAULT_SUB_BATCHES, check_name, proxy_document, save_proxy
+
+BUNDLED_MODULES = ("autoproxy.flops", "autoproxy.statistics", "autoproxy.proxy_runtime")
+ALLOWED_IMPORTS = frozenset(sys.stdlib_module_names) | {"torch"}
+
+
+class ExportError(AutoproxyError):
+    """A formula or module that cannot be exported (the message names the culprit)."""
+
+
+# ---------------------------------------------------------------- from a run to the registry
+def pick_expression(directory: Path, pick: str) -> str:
+    """``best``: the run's chosen formula (result.json); a number: that row of ``autoproxy inspect``."""
+    from autoproxy.inspect_run import pareto_front, read_candidates
+
+    if pick == "best":
+        path = directory / "result.json"
+        if not path.is_file():
+            raise ExportError(f"{directory} has no result.json (unfinished run): pass --pick ROW from "
+                              f"`autoproxy inspect {directory}`")
+        chosen = json.loads(path.read_text()).get("chosen")
+        if chosen is None:
+            raise ExportError(f"{directory}: the run found no valid formula")
+        return chosen["expression"]
+    if not pick.isdigit():
+        raise ExportError(f"--pick must be 'best' or a row number of `autoproxy inspect`, got {pick!r}")
+    front = pareto_front(read_candidates(directory))
+    row = int(pick)
+    if not 1 <= row <= len(front):
+        raise ExportError(f"row {row} does not exist: the Pareto front of {directory} has {len(front)} rows")
+    return front[row - 1].expression
+
+
+def _run_sub_batches(config: dict[str, Any]) -> int:
+    """The sub-batch count the run's statistics used (grad_std depends on it)."""
+    from autoproxy.cache.manifest import read_manifest
+
+    caches = config.get("caches") or []
+    if not caches or not Path(caches[0]).is_dir():
+        return DEFAULT_SUB_BATCHES
+    return read_manifest(Path(caches[0])).settings.sub_batches
+
+
+def run_document(directory: str | Path, name: str, pick: str = "best") -> dict[str, Any]:
+    """The registry document of a run's formula, with where it came from and how it scored."""
+    from primitives.tree import parse
+
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise ExportError(f"{directory} is not a search run directory (no config.json)")
+    config = json.loads(config_path.read_text())
+    expression = pick_expression(directory, pick)
+    source: dict[str, Any] = {"run": str(directory.resolve()), "config": config.get("name"), "seed": config.get("seed"),
+                              "caches": config.get("caches"), "metric": config.get("metric"), "pick": pick}
+    result_path = directory / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    chosen = result.get("chosen") or {}
+    if chosen.get("expression") == expression:
+        source["scores"] = {"train_fitness": chosen.get("train_fitness"),
+                            "validation_fitness": chosen.get("validation_fitness"), "test": result.get("test")}
+    return proxy_document(name, parse(expression), sub_batches=_run_sub_batches(config), source=source)
+
+
+def export_run(directory: str | Path, name: str, pick: str = "best", *, registry: Path | None = None,
+               overwrite: bool = False) -> tuple[dict[str, Any], Path]:
+    """Add a run's formula to the user registry; returns its document and file."""
+    doc = run_document(directory, name, pick)
+    return doc, save_proxy(doc, registry, overwrite=overwrite)
+
+
+# ---------------------------------------------------------------- standalone module
+def _module_source(module: str) -> str:
+    import importlib.util
+
+    return Path(importlib.util.find_spec(module).origin).read_text()
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def _strip_package_imports(module: str, source: str) -> tuple[str, set[str], set[str]]:
+    """The source without ``from __future__`` and ``autoproxy`` imports; also the names those
+    imports brought in and the module's own top-level names."""
+    tree = ast.parse(source)
+    dropped_lines: set[int] = set()
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and \
+                (node.module == "__future__" or node.module.split(".")[0] == "autoproxy"):
+            dropped_lines |= set(range(node.lineno, node.end_lineno + 1))
+            if node.module != "__future__":
+                imported |= {alias.asname or alias.name for alias in node.names}
+        elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "autoproxy" for a in node.names):
+            raise ExportError(f"cannot bundle {module}: it imports a whole autoproxy module (line {node.lineno})")
+    kept = [line for number, line in enumerate(source.splitlines(), start=1) if number not in dropped_lines]
+    return "\n".join(kept) + "\n", imported, _top_level_names(tree)
+
+
+def standalone_source(doc: dict[str, Any]) -> str:
+    """A Python module defining ``<name>(net, inputs, targets, loss_fn=None, split_data=1) -> float``."""
+    from autoproxy import __version__
+
+    name = check_name(doc["name"])
+    parts, needed, defined = [], {"AutoproxyError"}, {"AutoproxyError"}
+    for module in BUNDLED_MODULES:
+        source, imported, names = _strip_package_imports(module, _module_source(module))
+        clash = defined & names
+        if clash:
+            raise ExportError(f"cannot bundle {module}: top-level names {sorted(clash)} are defined twice")
+        parts.append((module, source))
+        needed |= imported
+        defined |= names
+    missing = needed - defined
+    if missing:
+        raise ExportError(f"cannot bundle: {sorted(missing)} are imported from autoproxy but not bundled")
+    if name in defined or name.startswith("_EXPORTED"):
+        raise ExportError(f"proxy name {name!r} clashes with a name of the bundled code; choose another --name")
+    expression = json.dumps(doc["tree"], separators=(",", ":"), allow_nan=False)
+    sub_batches = int(doc.get("statistics", {}).get("sub_batches", DEFAULT_SUB_BATCHES))
+    pieces = [
+        f'"""Zero-cost proxy {name!r}, exported by autoproxy {__version__}; needs only torch.\n\n'
+        f"Formula: {doc.get('simplified', doc['expression'])}\n"
+        f"Expression: {doc['expression']}\n\n"
+        f"Call ``{name}(net, inputs, targets, loss_fn=None, split_data=1) -> float`` (the NASLib /\n"
+        "zero-cost-nas measure signature). The code below is autoproxy's statistics and interpreter,\n"
+        'copied verbatim; the expression is data.\n"""',
+        "from __future__ import annotations\n\nimport json\n",
+        "class AutoproxyError(Exception):\n    \"\"\"Base class of the bundled code's errors.\"\"\"\n",
+    ]
+    for module, source in parts:
+        pieces.append(f"# {'-' * 20} copied verbatim from {module.replace('.', '/')}.py {'-' * 20}\n{source}")
+    pieces.append(
+        f"# {'-' * 20} the exported proxy {'-' * 20}\n"
+        f"_EXPORTED_EXPRESSION = json.loads({expression!r})\n"
+        f"_EXPORTED_SUB_BATCHES = {sub_batches}\n\n\n"
+        f"def {name}(net, inputs, targets, loss_fn=None, split_data=1) -> float:\n"
+        f'    """{name!r} of ``net`` on one minibatch. Statistics are computed on the whole batch (with\n'
+        f"    {sub_batches} equal sub-batches for gradient moments); ``split_data`` is accepted for signature\n"
+        '    compatibility only. ``net`` is not modified."""\n'
+        f"    statistics = compute_statistics(net, inputs, targets, loss_fn, sub_batches=_EXPORTED_SUB_BATCHES)\n"
+        f"    return evaluate_expression(_EXPORTED_EXPRESSION, statistics)\n")
+    text = "\n\n".join(pieces)
+    _check_imports(text)
+    return text
+
+
+def _check_imports(text: str) -> None:
+    """The module must parse and import nothing but torch and the standard library."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as err:
+        raise ExportError(f"generated module does not parse: {err}") from None
+    for node in ast.walk(tree):
+        modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        for module in modules:
+            if module.split(".")[0] not in ALLOWED_IMPORTS:
+                raise ExportError(f"generated module would import {module!r}; only torch and the stdlib are allowed")
+
+
+def write_standalone(doc: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(standalone_source(doc))
+    return path
