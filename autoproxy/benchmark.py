@@ -26,7 +26,7 @@ SPACE_ALIASES: Mapping[str, str] = MappingProxyType(
 )
 FAILURE_MARKER = -1e8
 _METADATA_FIELDS = ("idx", "arch")
-_CSV_RESERVED = ("arch", "accuracy", "space", "task", "idx")
+_CSV_RESERVED = ("arch", "accuracy", "space", "task", "idx", "seconds")  # seconds: training time, not a proxy
 
 
 @dataclass(frozen=True)

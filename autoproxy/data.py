@@ -9,23 +9,19 @@ file itself, so any dataset (grayscale included) works without hard-coded consta
 """
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from autoproxy.errors import AutoproxyError
+from autoproxy.datasets import NAMED_DATASETS, load_dataset, read_labelled_npz
+from autoproxy.errors import DataError
 
 CROP_PADDING = 4
 
 
-class DataError(AutoproxyError):
-    """An images file is missing or malformed (the message names the file)."""
-
-
 def load_minibatch(
-    path: str | Path | None,
+    path: str | Path | None,  # an images .npz, a named dataset ("digits"), or None for noise
     batch_size: int = 64,
     seed: int = 0,
     *,
@@ -44,7 +40,7 @@ def load_minibatch(
     rng = np.random.default_rng(seed)
     if path is None:
         return _noise_batch(rng, batch_size, image_shape, num_classes)
-    images, labels = _read_images(Path(path))
+    images, labels = _read_images(path)
     num_classes_hint = int(labels.max()) + 1
     if noise:
         return _noise_batch(rng, batch_size, tuple(images.shape[1:]), num_classes_hint)
@@ -60,27 +56,15 @@ def _noise_batch(
     return torch.from_numpy(inputs), torch.from_numpy(targets.astype(np.int64)), num_classes
 
 
-def _read_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images as float32 NCHW in [0, 255] and labels as int64, validated."""
-    if not path.is_file():
-        raise DataError(f"{path}: images file not found")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in ("images", "labels") if key not in archive.files]
-            if missing:
-                raise DataError(f"{path}: missing key(s) {', '.join(missing)} (expected 'images' and 'labels')")
-            images, labels = archive["images"], archive["labels"]
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path}: not a readable .npz file ({error})") from None
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size == 0 or labels.min() < 0:
-        raise DataError(f"{path}: 'labels' must be a non-empty 1-D array of non-negative integers")
-    if images.ndim == 3:
-        images = images[:, None]
-    if images.ndim != 4 or images.shape[0] != labels.shape[0]:
-        raise DataError(f"{path}: 'images' must be N images (NHWC, NCHW or NHW) matching {labels.shape[0]} labels, got shape {images.shape}")
-    if images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
-        images = images.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(images, dtype=np.float32), labels.astype(np.int64)
+def _read_images(spec: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images as float32 NCHW in raw pixel units and labels as int64: a named dataset's training
+    split (``"digits"``) or every image of an ``.npz`` file."""
+    if str(spec) in NAMED_DATASETS:
+        dataset = load_dataset(str(spec))
+        images, labels = dataset.train_images, dataset.train_labels
+    else:
+        images, labels = read_labelled_npz(Path(spec))
+    return np.ascontiguousarray(images, dtype=np.float32), labels
 
 
 def _augmented_batch(

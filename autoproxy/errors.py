@@ -9,6 +9,10 @@ class BenchmarkError(AutoproxyError):
     """A ground-truth file is missing or malformed (the message names the file and key)."""
 
 
+class DataError(AutoproxyError):
+    """An images file or dataset that cannot be read as labelled images (the message names it)."""
+
+
 class InvalidArchError(AutoproxyError):
     """An encoding that the search space cannot build."""
 

@@ -150,12 +150,11 @@ def compute_statistics(
 def relu_kernel(act_in: torch.Tensor) -> torch.Tensor:
     """NWOT's c cᵀ + (1−c)(1−c)ᵀ for c = [act_in > 0] per sample: D − Hamming distance, exact.
 
-    One matmul: with s = 2c − 1 in {±1}, c cᵀ + (1−c)(1−c)ᵀ = (s sᵀ + D) / 2. Every partial sum is an
-    integer of magnitude ≤ D, exact in float32 below 2^24 (float64 beyond).
+    One matmul: with s = 2c − 1 in {±1}, c cᵀ + (1−c)(1−c)ᵀ = (s sᵀ + D) / 2; every partial sum is an
+    integer of magnitude ≤ D, so float32 is exact below 2^24 entries (float64 beyond).
     """
     flat = act_in.reshape(act_in.shape[0], -1)
-    dtype = torch.float64 if flat.shape[1] >= 2**24 else torch.float32
-    signs = torch.where(flat > 0, 1.0, -1.0).to(dtype)
+    signs = (flat > 0).to(torch.float64 if flat.shape[1] >= 2**24 else torch.float32).mul_(2).sub_(1)
     return ((signs @ signs.T + flat.shape[1]) / 2).float()
 
 
@@ -210,8 +209,8 @@ def train_copy(model: nn.Module) -> nn.Module:
 
 
 def _node_weights_only(net: nn.Module) -> nn.Module:
-    """Gradients are wanted for node weights only; skipping batch-norm affine and bias grads saves
-    work in every backward, most in GraSP's double backward (the values are unchanged)."""
+    """Only node weights need gradients: batch-norm affine and bias gradients are skipped in every
+    backward (a few reductions per layer; the statistics are bit-identical)."""
     for parameter in net.parameters():
         parameter.requires_grad_(False)
     for module in net.modules():

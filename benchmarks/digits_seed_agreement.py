@@ -17,7 +17,8 @@ import click
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from autoproxy.groundtruth import TrainSettings, load_dataset, train_missing
+from autoproxy.datasets import load_dataset
+from autoproxy.groundtruth import TrainSettings, train_missing
 from autoproxy.groundtruth.store import settings_path
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "autoproxy" / "data" / "nb201-digits.csv"

@@ -99,13 +99,21 @@ def load_statistics(args) -> tuple[list[str], dict[str, float], list[NetworkStat
     return keys, accuracy, [synthetic(k, generator) for k in keys], "synthetic statistics with real NB201 shapes"
 
 
-def fidelity(name: str, exact, sketched, trees, acc: list[float] | None) -> None:
+def exact_results(exact, trees) -> tuple[dict, list]:
+    """Exact-pack results of the reference proxies and the trees, computed once for every sketch."""
+    evaluator = Evaluator(exact)
+    return ({proxy: evaluator.evaluate(reference_tree(proxy)) for proxy in REFERENCE_EXPRESSIONS},
+            [evaluator.evaluate(tree) for tree in trees])
+
+
+def fidelity(name: str, exact: tuple[dict, list], sketched, trees, acc: list[float] | None) -> None:
     """How far a sketch moves rankings: rho(exact, sketched) per reference proxy and over random trees,
     and each reference proxy's rho with accuracy, exact -> sketched."""
-    exact_eval, sketch_eval = Evaluator(exact), Evaluator(sketched)
+    references, exact_trees = exact
+    sketch_eval = Evaluator(sketched)
     print(f"fidelity of sketch {name}:")
-    for proxy in REFERENCE_EXPRESSIONS:
-        e, s = exact_eval.evaluate(reference_tree(proxy)), sketch_eval.evaluate(reference_tree(proxy))
+    for proxy, e in references.items():
+        s = sketch_eval.evaluate(reference_tree(proxy))
         if not (e.valid and s.valid):
             print(f"  {proxy:10s} invalid: exact {e.reason}, sketched {s.reason}")
             continue
@@ -114,8 +122,8 @@ def fidelity(name: str, exact, sketched, trees, acc: list[float] | None) -> None
             line += f"  rho_acc exact={rho(e.scores, acc):+.3f} sketched={rho(s.scores, acc):+.3f}"
         print(line)
     moved, flipped = [], 0
-    for tree in trees:
-        e, s = exact_eval.evaluate(tree), sketch_eval.evaluate(tree)
+    for tree, e in zip(trees, exact_trees):
+        s = sketch_eval.evaluate(tree)
         flipped += e.valid != s.valid
         if e.valid and s.valid:
             moved.append(rho(e.scores, s.scores))
@@ -139,7 +147,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)      # setup: many small tensors, threads only contend
-    trees_n, loop_n, fidelity_trees = (100, 3, 30) if args.quick else (400, 10, 150)
+    trees_n, loop_n, fidelity_trees = (100, 3, 30) if args.quick else (400, 10, 80)
     if args.quick:
         args.archs = min(args.archs, 32)
     sketch = {name: getattr(args, name) or None for name in SEARCH_SKETCH}
@@ -185,10 +193,11 @@ def main() -> None:
 
     acc = [accuracy[k] for k in keys] if args.cache else None
     fidelity_set = trees[:fidelity_trees]
+    exact_done = exact_results(exact, fidelity_set)
+    shape_errors += sum(r.shape_error for r in [*exact_done[0].values(), *exact_done[1]])
     for name, single in singles.items():
-        fidelity(f"{name}={sketch[name]} alone", exact, single, fidelity_set, acc)
-    fidelity(f"{sketch} (search default)", exact, sampled, fidelity_set, acc)
-    shape_errors += sum(Evaluator(exact).evaluate(t).shape_error for t in fidelity_set)
+        fidelity(f"{name}={sketch[name]} alone", exact_done, single, fidelity_set, acc)
+    fidelity(f"{sketch} (search default)", exact_done, sampled, fidelity_set, acc)
     print(f"candidates_per_s={per_s:.1f} speedup_vs_per_node_loop={speedup:.1f} shape_errors={shape_errors}")
 
 

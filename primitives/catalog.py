@@ -59,9 +59,17 @@ def _unsqueeze_to(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.reshape(t.shape + (1,) * (ndim - t.dim()))
 
 
+def param_rows(pk: PackedStatistics, x: torch.Tensor) -> torch.Tensor | None:
+    """A param value as (N, S) rows when every node keeps S entries (the usual sketch): dense row
+    reductions are several times faster than segment scatters."""
+    return None if pk.param_width is None else x.view(pk.num_nodes, pk.param_width)
+
+
 def broadcast_scalar(pk: PackedStatistics, scalar: torch.Tensor, shape_class: type, like):
     """Spread a node scalar (N,) or network scalar (A,) over the entries of a value of shape_class."""
     if shape_class is T.Param:
+        if pk.param_width is not None:
+            return scalar[:, None].expand(pk.num_nodes, pk.param_width).reshape(-1)
         return scalar[pk.param_seg]
     if isinstance(like, tuple):
         return tuple(_unsqueeze_to(scalar[b.node_index], t.dim())
@@ -80,6 +88,9 @@ def _seg_extreme(x: torch.Tensor, seg: torch.Tensor, n: int, reduce: str) -> tor
 def _per_unit(pk, shape_class, value, stat: Callable[[torch.Tensor, tuple], torch.Tensor]):
     """Apply a per-unit transform (unit = node for node tensors, arch for network kernels)."""
     if shape_class is T.Param:
+        rows = param_rows(pk, value)
+        if rows is not None:
+            return stat(rows, (1,)).reshape(-1)
         return stat(value, (pk.param_seg, pk.num_nodes))
     return _map(value, lambda t: stat(t, tuple(range(1, t.dim()))))
 
@@ -166,6 +177,9 @@ def _sum_scale(pk, shape_class, bucket) -> torch.Tensor:
 
 def _node_reduce(kind: str, shape_class: type):
     def param(pk, x):
+        rows = param_rows(pk, x)
+        if rows is not None:
+            return dense(rows, pk.param_scale)
         seg, n = pk.param_seg, pk.num_nodes
         if kind == "sum":
             return _seg_sum(x, seg, n) * pk.param_scale

@@ -5,7 +5,8 @@ reductions, batched linear algebra) instead of once per node in a Python loop.
 
 Layout (N nodes over A archs, batch B):
 
-* param leaves: one flat tensor each, ``param_seg`` gives the node of every entry; with
+* param leaves: one flat tensor each, ``param_seg`` gives the node of every entry (and when all nodes
+  keep the same count S, as under a sketch, ``param_width`` = S lets it be viewed as (N, S) rows); with
   ``param_sample=S`` each node keeps a fixed seeded sample of at most S entries and ``param_scale``
   (true / kept count) rescales sums;
 * activation leaves: buckets of nodes with equal (sketched) shape, each ``(n_b, B, C, P)``, with the
@@ -67,6 +68,7 @@ class PackedStatistics:
     param_seg: torch.Tensor                        # (E,) long
     param_count: torch.Tensor                      # (N,) kept entries per node
     param_scale: torch.Tensor                      # (N,) true / kept entries
+    param_width: int | None                        # S when every node keeps S entries (rows view), else None
     kernels: dict[str, torch.Tensor]               # (N, B, B)
     net_kernels: dict[str, torch.Tensor]           # (A, B, B)
     out_buckets: list[Bucket] = field(default_factory=list)
@@ -235,6 +237,7 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
         params={n: torch.cat(v).to(device, torch.float32) for n, v in params.items()},
         param_seg=torch.repeat_interleave(torch.arange(num_nodes), torch.tensor(param_count)).to(device),
         param_count=f32(param_count), param_scale=f32(param_scale),
+        param_width=param_count[0] if len(set(param_count)) == 1 else None,
         kernels={n: torch.stack(v).to(device, torch.float32) for n, v in kernels.items()},
         net_kernels={leaf.key: _principal(torch.stack([_require(s.tensors, leaf.key, f"arch #{i}")
                                                        for i, s in enumerate(stats)]), batch_index

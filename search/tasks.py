@@ -39,9 +39,12 @@ class Task:
 
 
 def load_task(directory: str, index: int, fractions: tuple[float, float, float], seed: int) -> Task:
-    """Open a cache, split its archs by ``(seed, index)`` and pack the train split."""
+    """Open a cache (a built-in one is made on first use), split its archs by ``(seed, index)`` and
+    pack the train split."""
     from autoproxy.cache import open_cache
+    from autoproxy.cache.builtin import resolve_cache
 
+    directory = str(resolve_cache(directory))
     if not Path(directory).is_dir():
         raise CacheError(f"cache {directory} does not exist (build it with `autoproxy cache`, or pass --cache DIR)")
     cache = open_cache(directory)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from autoproxy.data import DataError, load_minibatch
+from autoproxy.data import load_minibatch
+from autoproxy.errors import DataError
 from autoproxy.settings import shared_path
 
 

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from autoproxy.benchmark import load_benchmark
 from autoproxy.cli import main
-from autoproxy.groundtruth import (DatasetError, GroundTruthError, TrainResult, TrainSettings,
-                                   load_dataset, sample_distinct, train_and_evaluate)
+from autoproxy.datasets import load_dataset
+from autoproxy.errors import DataError
+from autoproxy.groundtruth import GroundTruthError, TrainResult, TrainSettings, sample_distinct, train_and_evaluate
 from autoproxy.groundtruth.store import GroundTruthStore, settings_path
 from autoproxy.spaces import get_space
 
@@ -30,7 +31,8 @@ def test_cli_trains_writes_a_loadable_benchmark_and_resumes(tmp_path):
     assert [r.key for r in records] == sample_distinct(get_space("nb201"), 2, seed=0)
     for record in records:
         assert 0.0 <= record.accuracy <= 100.0
-        assert record.scores["params"] > 0 and record.scores["flops"] > 0 and record.scores["seconds"] > 0
+        assert record.scores["params"] > 0 and record.scores["flops"] > 0
+        assert "seconds" not in record.scores  # training time is recorded, but is no proxy score
     before = out.read_text().splitlines()
 
     second = _train(out, 3)
@@ -108,7 +110,7 @@ def test_npz_dataset_reads_nhwc_uint8(tmp_path):
 def test_malformed_npz_is_refused(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
-    with pytest.raises(DatasetError, match=message):
+    with pytest.raises(DataError, match=message):
         load_dataset(str(path))
 
 
@@ -117,7 +119,7 @@ def test_npz_needing_pickle_is_refused_without_unpickling(tmp_path, monkeypatch)
     np.savez(path, images=np.array([object()], dtype=object), labels=np.zeros(1, np.int64))
     monkeypatch.setattr(pickle, "loads", _forbidden)
     monkeypatch.setattr(pickle, "load", _forbidden)
-    with pytest.raises(DatasetError, match="unpickling"):
+    with pytest.raises(DataError, match="unpickling"):
         load_dataset(str(path))
 
 
@@ -125,7 +127,7 @@ def test_pickled_cifar_release_is_refused_without_unpickling(tmp_path, monkeypat
     (tmp_path / "data_batch_1").write_bytes(pickle.dumps({"data": "never read"}))
     monkeypatch.setattr(pickle, "loads", _forbidden)
     monkeypatch.setattr(pickle, "load", _forbidden)
-    with pytest.raises(DatasetError, match="never unpickles"):
+    with pytest.raises(DataError, match="never unpickles"):
         load_dataset("cifar10", tmp_path)
 
 

@@ -169,8 +169,15 @@ def _open_for_build(directory: Path, settings: CacheSettings, benchmark_path: Pa
     return manifest
 
 
-def _file_sha256(path: Path | None) -> str | None:
-    return None if path is None else sha256_file(path)
+def _data_sha256(data: str | Path | None) -> str | None:
+    """Fingerprint of the minibatch source: a file's sha256, or a named dataset's split fingerprint."""
+    from autoproxy.datasets import NAMED_DATASETS, load_dataset
+
+    if data is None:
+        return None
+    if str(data) in NAMED_DATASETS:
+        return load_dataset(str(data)).fingerprint()
+    return sha256_file(Path(data))
 
 
 def build_cache(
@@ -203,17 +210,18 @@ def build_cache(
     from tqdm import tqdm
 
     from autoproxy.data import load_minibatch
+    from autoproxy.datasets import NAMED_DATASETS
 
     if executor not in ("ray", "serial"):
         raise CacheError(f"unknown executor {executor!r}: choose ray or serial")
     directory, benchmark_path = Path(out), Path(benchmark)
-    data_path = None if data is None else Path(data)
+    data_path = None if data is None else (str(data) if str(data) in NAMED_DATASETS else Path(data))
     records = load_benchmark(benchmark_path, space=space, task=task)
     classes = num_classes_for(task, num_classes)
     inputs, targets, _ = load_minibatch(data_path, batch_size, seed, noise=noise, num_classes=classes)
     settings = CacheSettings(
         space=space, task=task, num_classes=classes, benchmark_sha256=sha256_file(benchmark_path),
-        data_sha256=_file_sha256(data_path), noise=noise, batch_size=batch_size, seed=seed, width=width,
+        data_sha256=_data_sha256(data_path), noise=noise, batch_size=batch_size, seed=seed, width=width,
         depth=depth, sub_batches=sub_batches, max_channels=max_channels, max_positions=max_positions,
         dtype=dtype)
     directory.mkdir(parents=True, exist_ok=True)

@@ -10,4 +10,4 @@ channel covariance C², and its four activation tensors 4·B·max_channels·max_
 DEFAULT_MAX_CHANNELS = 8
 DEFAULT_MAX_POSITIONS = 8
 DEFAULT_DTYPE = "float16"
-TASK_CLASSES = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
+TASK_CLASSES = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120, "digits": 10}

@@ -31,6 +31,7 @@ def _register() -> None:
     import autoproxy.cli.cache_cmd  # noqa: F401
     import autoproxy.cli.groundtruth_cmd  # noqa: F401
     import autoproxy.cli.search_cmd  # noqa: F401
+    import autoproxy.cli.try_cmd  # noqa: F401
     import autoproxy.cli.inspect_cmd  # noqa: F401
     import autoproxy.cli.evaluate_cmd  # noqa: F401
     import autoproxy.cli.export_cmd  # noqa: F401

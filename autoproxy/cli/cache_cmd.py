@@ -23,8 +23,8 @@ def cache() -> None:
               help="Ground-truth file (.json NAS-Bench-Suite-Zero or .csv).")
 @click.option("--space", required=True, help="Search space, e.g. nb201.")
 @click.option("--task", required=True, help="Task in the benchmark file, e.g. cifar10.")
-@click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Images file (.npz) for the minibatch; without it the inputs are noise.")
+@click.option("--data", default=None,
+              help="Images file (.npz) or named dataset (digits) for the minibatch; without it the inputs are noise.")
 @click.option("--noise", is_flag=True, help="Gaussian-noise inputs shaped like --data's images.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the first N archs of a --seed shuffle of the file (a larger N extends the cache).")

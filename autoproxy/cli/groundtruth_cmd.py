@@ -40,7 +40,8 @@ def train(space, dataset, data_dir, n, epochs, width, depth, batch_size, optimiz
     """Train N sampled archs and record their held-out accuracy (%); resumable."""
     from pathlib import Path
 
-    from autoproxy.groundtruth import TrainSettings, load_dataset, train_missing
+    from autoproxy.datasets import load_dataset
+    from autoproxy.groundtruth import TrainSettings, train_missing
 
     images = load_dataset(dataset, data_dir)
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, width=width,

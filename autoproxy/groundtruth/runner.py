@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from tqdm import tqdm
 
-from autoproxy.groundtruth.datasets import ImageDataset
+from autoproxy.datasets import ImageDataset
 from autoproxy.groundtruth.store import GroundTruthError, GroundTruthStore
 from autoproxy.groundtruth.train import TrainResult, TrainSettings, train_and_evaluate
 

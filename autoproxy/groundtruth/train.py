@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoproxy.groundtruth.datasets import ImageDataset
+from autoproxy.flops import count_flops
+from autoproxy.datasets import ImageDataset
 
 _EVAL_CHUNK = 512
 
@@ -51,9 +52,7 @@ def arch_seed(train_seed: int, key: str) -> int:
 
 def train_and_evaluate(build: Callable[[], nn.Module], key: str, dataset: ImageDataset,
                        settings: TrainSettings, train_seed: int) -> TrainResult:
-    """Build with ``build()`` under the arch's seed, train with SGD + cosine LR, score held-out data."""
-    from autoproxy.flops import count_flops
-
+    """Build with ``build()`` under the arch's seed, train (cosine LR to 0), score the held-out split."""
     start = time.perf_counter()
     seed = arch_seed(train_seed, key)
     with _single_thread():

@@ -1,4 +1,6 @@
-"""Labelled image sets for ground-truth training, each with a fixed held-out split.
+"""Labelled image sets (digits, CIFAR-10, any ``.npz``), each with a fixed held-out split.
+
+Ground-truth training uses both splits; the proxies' minibatch (:mod:`autoproxy.data`) uses images only.
 
 Images stay as integers (uint8) until a batch is used, so a dataset is cheap to ship to Ray workers;
 ``scale`` maps them to [0, 1] and ``mean``/``std`` (per channel, from the training split) standardise.
@@ -7,22 +9,20 @@ Nothing is ever unpickled: files are read with ``numpy.load(allow_pickle=False)`
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from autoproxy.errors import AutoproxyError
+from autoproxy.errors import DataError
 
 DIGITS_TRAIN_SIZE = 1000        # of 1,797 images; the other 797 are the held-out split
 NPZ_VAL_FRACTION = 0.2          # held-out share of an ``.npz`` that has no split of its own
 SPLIT_SEED = 0                  # the split never changes with the training seed
 _CIFAR_BINARY_RECORD = 1 + 3 * 32 * 32
 _CIFAR_NPZ_NAME = "cifar10.npz"
-
-
-class DatasetError(AutoproxyError):
-    """A dataset name, file or folder that cannot be read as labelled images."""
+NAMED_DATASETS = ("digits",)   # datasets that need no file (cifar10 needs a folder)
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,11 @@ def load_dataset(spec: str, data_dir: str | Path | None = None) -> ImageDataset:
         return _load_digits()
     if spec == "cifar10":
         if data_dir is None:
-            raise DatasetError("dataset cifar10 needs --data-dir, the folder holding your copy of CIFAR-10")
+            raise DataError("dataset cifar10 needs --data-dir, the folder holding your copy of CIFAR-10")
         return _load_cifar10(Path(data_dir))
     path = Path(spec)
     if path.suffix != ".npz":
-        raise DatasetError(f"unknown dataset {spec!r}: use digits, cifar10 or a path to an .npz file")
+        raise DataError(f"unknown dataset {spec!r}: use digits, cifar10 or a path to an .npz file")
     return _load_npz(path)
 
 
@@ -85,21 +85,26 @@ def _load_digits() -> ImageDataset:
     return _assemble("digits", train_x, train_y, val_x, val_y, scale=16.0)
 
 
-def _load_npz(path: Path) -> ImageDataset:
+def read_labelled_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``images`` as uint8 NCHW and ``labels`` as int64 from an ``.npz``, read without unpickling."""
     if not path.is_file():
-        raise DatasetError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except ValueError as err:  # object arrays need pickle, which we refuse
-        raise DatasetError(f"{path}: cannot read without unpickling ({err})") from None
-    except (OSError, EOFError) as err:
-        raise DatasetError(f"{path}: not a readable .npz file ({err})") from None
+        raise DataError(f"{path}: cannot read without unpickling ({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from None
     missing = [name for name in ("images", "labels") if name not in arrays]
     if missing:
-        raise DatasetError(f"{path}: missing array(s) {', '.join(missing)} (has {sorted(arrays)})")
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)} (has {sorted(arrays)})")
     images = _to_nchw(arrays["images"], f"{path}: images")
-    labels = _to_labels(arrays["labels"], len(images), f"{path}: labels")
+    return images, _to_labels(arrays["labels"], len(images), f"{path}: labels")
+
+
+def _load_npz(path: Path) -> ImageDataset:
+    images, labels = read_labelled_npz(path)
     train_x, val_x, train_y, val_y = _stratified_split(images, labels, NPZ_VAL_FRACTION, path)
     return _assemble(path.stem, train_x, train_y, val_x, val_y, scale=255.0)
 
@@ -108,7 +113,7 @@ def _load_cifar10(folder: Path) -> ImageDataset:
     """CIFAR-10 from ``cifar10.npz`` (train_images/train_labels/test_images/test_labels) or the
     official *binary* release (``data_batch_1.bin`` … ``test_batch.bin``); never the pickled one."""
     if not folder.is_dir():
-        raise DatasetError(f"{folder}: no such folder")
+        raise DataError(f"{folder}: no such folder")
     npz = folder / _CIFAR_NPZ_NAME
     if npz.is_file():
         return _load_cifar10_npz(npz)
@@ -116,10 +121,10 @@ def _load_cifar10(folder: Path) -> ImageDataset:
         if (binary_folder / "data_batch_1.bin").is_file():
             return _load_cifar10_binary(binary_folder)
     if (folder / "data_batch_1").is_file() or (folder / "cifar-10-batches-py").is_dir():
-        raise DatasetError(
+        raise DataError(
             f"{folder}: holds the pickled python release of CIFAR-10, which autoproxy never unpickles; "
             f"use the binary release (cifar-10-binary.tar.gz) or convert to {_CIFAR_NPZ_NAME} (see README)")
-    raise DatasetError(f"{folder}: found neither {_CIFAR_NPZ_NAME} nor data_batch_1.bin of CIFAR-10")
+    raise DataError(f"{folder}: found neither {_CIFAR_NPZ_NAME} nor data_batch_1.bin of CIFAR-10")
 
 
 def _load_cifar10_npz(path: Path) -> ImageDataset:
@@ -127,11 +132,11 @@ def _load_cifar10_npz(path: Path) -> ImageDataset:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (ValueError, OSError, EOFError) as err:
-        raise DatasetError(f"{path}: not a readable .npz file without unpickling ({err})") from None
+        raise DataError(f"{path}: not a readable .npz file without unpickling ({err})") from None
     needed = ("train_images", "train_labels", "test_images", "test_labels")
     missing = [name for name in needed if name not in arrays]
     if missing:
-        raise DatasetError(f"{path}: missing array(s) {', '.join(missing)}")
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)}")
     train_x = _to_nchw(arrays["train_images"], f"{path}: train_images")
     val_x = _to_nchw(arrays["test_images"], f"{path}: test_images")
     train_y = _to_labels(arrays["train_labels"], len(train_x), f"{path}: train_labels")
@@ -145,15 +150,15 @@ def _load_cifar10_binary(folder: Path) -> ImageDataset:
         for name in names:
             path = folder / name
             if not path.is_file():
-                raise DatasetError(f"{path}: missing from the CIFAR-10 binary release")
+                raise DataError(f"{path}: missing from the CIFAR-10 binary release")
             raw = np.fromfile(path, dtype=np.uint8)
             if raw.size % _CIFAR_BINARY_RECORD:
-                raise DatasetError(f"{path}: size is not a whole number of CIFAR-10 records")
+                raise DataError(f"{path}: size is not a whole number of CIFAR-10 records")
             chunks.append(raw.reshape(-1, _CIFAR_BINARY_RECORD))
         records = np.concatenate(chunks)
         labels = records[:, 0].astype(np.int64)
         if labels.max(initial=0) > 9:
-            raise DatasetError(f"{folder}: labels above 9, not CIFAR-10 binary batches")
+            raise DataError(f"{folder}: labels above 9, not CIFAR-10 binary batches")
         return records[:, 1:].reshape(-1, 3, 32, 32), labels
 
     train_x, train_y = read([f"data_batch_{i}.bin" for i in range(1, 6)])
@@ -165,18 +170,18 @@ def _to_nchw(images: np.ndarray, what: str) -> np.ndarray:
     """(N, H, W) or (N, H, W, C) with C in 1..4 → uint8 (N, C, H, W); integers are 0..255,
     floats 0..1 (as saved by most pipelines)."""
     if images.dtype.kind not in "uif":
-        raise DatasetError(f"{what}: dtype {images.dtype} is not numeric")
+        raise DataError(f"{what}: dtype {images.dtype} is not numeric")
     if images.ndim == 3:
         images = images[:, None]
     elif images.ndim == 4 and images.shape[-1] in (1, 2, 3, 4):
         images = images.transpose(0, 3, 1, 2)
     else:
-        raise DatasetError(f"{what}: shape {images.shape} is neither (N, H, W) nor (N, H, W, C)")
+        raise DataError(f"{what}: shape {images.shape} is neither (N, H, W) nor (N, H, W, C)")
     if len(images) == 0:
-        raise DatasetError(f"{what}: no images")
+        raise DataError(f"{what}: no images")
     top = 1.0 if images.dtype.kind == "f" else 255
     if not np.isfinite(images).all() or images.min() < 0 or images.max() > top:
-        raise DatasetError(f"{what}: pixel values must lie in 0..{top} for dtype {images.dtype}")
+        raise DataError(f"{what}: pixel values must lie in 0..{top} for dtype {images.dtype}")
     if images.dtype.kind == "f":
         images = images * 255.0
     return np.ascontiguousarray(np.rint(images).astype(np.uint8))
@@ -184,11 +189,11 @@ def _to_nchw(images: np.ndarray, what: str) -> np.ndarray:
 
 def _to_labels(labels: np.ndarray, count: int, what: str) -> np.ndarray:
     if labels.ndim != 1 or len(labels) != count:
-        raise DatasetError(f"{what}: shape {labels.shape}, expected ({count},), one per image")
+        raise DataError(f"{what}: shape {labels.shape}, expected ({count},), one per image")
     if labels.dtype.kind not in "ui":
-        raise DatasetError(f"{what}: dtype {labels.dtype} is not an integer class index")
+        raise DataError(f"{what}: dtype {labels.dtype} is not an integer class index")
     if labels.min() < 0:
-        raise DatasetError(f"{what}: negative class index {labels.min()}")
+        raise DataError(f"{what}: negative class index {labels.min()}")
     return labels.astype(np.int64)
 
 
@@ -201,7 +206,7 @@ def _stratified_split(images: np.ndarray, labels: np.ndarray, val_fraction: floa
         return train_test_split(images, labels, test_size=val_fraction, stratify=stratify,
                                 random_state=SPLIT_SEED)
     except ValueError as err:
-        raise DatasetError(f"{path}: too few images for a held-out split ({err})") from None
+        raise DataError(f"{path}: too few images for a held-out split ({err})") from None
 
 
 def _assemble(name: str, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,

@@ -1,0 +1,39 @@
+"""Caches the package knows how to make by itself, named in configs as ``builtin:NAME``.
+
+The embedded benchmark ``nb201-digits`` (300 NB201 cells trained on scikit-learn's digits, shipped as
+``autoproxy/data/nb201-digits.csv``) needs no download, so a first search runs anywhere: its cache is
+built on first use under ``$AUTOPROXY_CACHE_DIR`` (default ``./caches``) and reused afterwards.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from autoproxy.errors import CacheError
+
+BUILTIN_PREFIX = "builtin:"
+CACHE_DIR_ENV = "AUTOPROXY_CACHE_DIR"
+_PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
+
+# The digits recipe matches how the ground truth was trained (autoproxy/data/nb201-digits.settings.json).
+BUILTIN_RECIPES: dict[str, dict] = {
+    "nb201-digits": dict(benchmark=_PACKAGE_DATA / "nb201-digits.csv", space="nb201", task="digits",
+                         data="digits", width=8, depth=3, batch_size=64, seed=0),
+}
+
+
+def resolve_cache(spec: str, *, executor: str = "serial", echo: Callable[[str], None] = print) -> Path:
+    """The directory of a config's cache entry: a path as given, or a built-in cache made if needed."""
+    if not spec.startswith(BUILTIN_PREFIX):
+        return Path(spec)
+    name = spec[len(BUILTIN_PREFIX):]
+    if name not in BUILTIN_RECIPES:
+        raise CacheError(f"unknown built-in cache {name!r}: choose from {', '.join(sorted(BUILTIN_RECIPES))}")
+    directory = Path(os.environ.get(CACHE_DIR_ENV, "caches")) / name
+    from autoproxy.cache.build import build_cache
+
+    summary = build_cache(directory, executor=executor, progress=False, echo=echo, **BUILTIN_RECIPES[name])
+    if summary.built:
+        echo(summary.line())
+    return directory
