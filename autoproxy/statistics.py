@@ -31,6 +31,9 @@ from torch import nn
 from autoproxy.errors import AutoproxyError
 
 NODE_TYPES = (nn.Conv2d, nn.Linear)
+# Bumped whenever the set or meaning of the statistics changes, so that older caches are refused
+# instead of silently lacking a statistic (2: grad_abs_mean added).
+STATISTICS_VERSION = 2
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

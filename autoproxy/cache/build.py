@@ -28,6 +28,7 @@ from autoproxy.cache.loader import StatisticsCache
 from autoproxy.cache.manifest import MANIFEST_NAME, CacheSettings, Entry, Manifest, read_manifest, settings_mismatch
 from autoproxy.cache.store import encode_entry
 from autoproxy.errors import AutoproxyError, CacheError
+from autoproxy.statistics import STATISTICS_VERSION
 
 _RAY_OBJECT_STORE_BYTES = 200 * 1024**2
 
@@ -223,7 +224,7 @@ def build_cache(
         space=space, task=task, num_classes=classes, benchmark_sha256=sha256_file(benchmark_path),
         data_sha256=_data_sha256(data_path), noise=noise, batch_size=batch_size, seed=seed, width=width,
         depth=depth, sub_batches=sub_batches, max_channels=max_channels, max_positions=max_positions,
-        dtype=dtype)
+        dtype=dtype, statistics_version=STATISTICS_VERSION)
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(directory)
     manifest = _open_for_build(directory, settings, benchmark_path, data_path, echo)

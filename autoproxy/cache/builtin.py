@@ -23,7 +23,7 @@ BUILTIN_RECIPES: dict[str, dict] = {
 }
 
 
-def resolve_cache(spec: str, *, executor: str = "serial", echo: Callable[[str], None] = print) -> Path:
+def resolve_cache(spec: str, *, executor: str = "ray", echo: Callable[[str], None] = print) -> Path:
     """The directory of a config's cache entry: a path as given, or a built-in cache made if needed."""
     if not spec.startswith(BUILTIN_PREFIX):
         return Path(spec)

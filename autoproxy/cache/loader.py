@@ -11,7 +11,7 @@ from autoproxy.cache.files import sha256_file
 from autoproxy.cache.manifest import Entry, Manifest, read_manifest
 from autoproxy.cache.store import read_entry
 from autoproxy.errors import CacheError
-from autoproxy.statistics import NetworkStatistics
+from autoproxy.statistics import STATISTICS_VERSION, NetworkStatistics
 
 _LOAD_THREADS = 4  # hashing and float16 decoding release the GIL
 
@@ -85,5 +85,11 @@ class StatisticsCache:
 
 
 def open_cache(directory: str | Path) -> StatisticsCache:
-    """Open a cache built by ``autoproxy cache build``; ``CacheError`` if it is missing or unreadable."""
-    return StatisticsCache(Path(directory), read_manifest(Path(directory)))
+    """Open a cache built by ``autoproxy cache build``; ``CacheError`` if it is missing, unreadable or
+    holds statistics of another version."""
+    manifest = read_manifest(Path(directory))
+    version = manifest.settings.statistics_version
+    if version != STATISTICS_VERSION:
+        raise CacheError(f"cache {directory} holds statistics version {version}, this autoproxy computes "
+                         f"version {STATISTICS_VERSION}: rebuild it with `autoproxy cache build` into a new --out")
+    return StatisticsCache(Path(directory), manifest)

@@ -39,6 +39,7 @@ class CacheSettings:
     max_channels: int | None     # sketch; None keeps every channel
     max_positions: int | None    # sketch; None keeps every position
     dtype: str                   # "float32" | "float16" (power-of-two scaled per tensor)
+    statistics_version: int = 1  # autoproxy.statistics.STATISTICS_VERSION at build time (1 if unrecorded)
 
 
 @dataclass(frozen=True)
