@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)      # setup: many small tensors, threads only contend
-    trees_n, loop_n, fidelity_trees = (100, 3, 30) if args.quick else (400, 10, 80)
+    trees_n, loop_n, fidelity_trees = (100, 5, 30) if args.quick else (400, 30, 80)
     if args.quick:
         args.archs = min(args.archs, 32)
     sketch = {name: getattr(args, name) or None for name in SEARCH_SKETCH}
