@@ -32,7 +32,7 @@ NODE_SCALAR_LEAVES = frozenset({
     "channels_in_total", "positions_in_total", "input_post_relu"})
 NETWORK_TENSOR_LEAVES = {"jacobian_corr": "jacobian_corr"}
 NETWORK_SCALAR_LEAVES = {"net_params": "params", "net_flops": "flops", "jacobian_norm": "jacobian_norm",
-                         "num_nodes": "num_nodes"}
+                         "num_nodes": "num_nodes", "synflow_log_scale": "synflow_log_scale"}
 
 
 class ProxyRuntimeError(ValueError):

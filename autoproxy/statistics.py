@@ -22,6 +22,7 @@ without batch norm.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,7 +34,7 @@ from autoproxy.errors import AutoproxyError
 NODE_TYPES = (nn.Conv2d, nn.Linear)
 # Bumped whenever the set or meaning of the statistics changes, so that older caches are refused
 # instead of silently lacking a statistic (2: grad_abs_mean added).
-STATISTICS_VERSION = 2
+STATISTICS_VERSION = 3  # 3: synflow_grad scaled per network, synflow_log_scale added
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -109,7 +110,7 @@ def compute_statistics(
     del loss, output, first
 
     grad_abs_means, grad_stds = _sub_batch_grad_moments(net, weights, inputs, targets, loss_fn, sub_batches)
-    synflow_grads = synflow_gradients(model, inputs.shape[1:])
+    synflow_grads, synflow_log_scale = _scaled_synflow_gradients(model, inputs.shape[1:])
     module_flops = _node_flops(model, inputs.shape[1:])
 
     relu_kernels: dict[int, torch.Tensor] = {}
@@ -146,6 +147,7 @@ def compute_statistics(
         "flops": _network_flops(model, inputs.shape[1:]),
         "jacobian_norm": float(jacobian.norm()) / batch,
         "num_nodes": float(len(nodes)),
+        "synflow_log_scale": synflow_log_scale,
     }
     return NetworkStatistics(nodes, network_tensors, network_scalars)
 
@@ -177,7 +179,7 @@ def channel_covariance(act_out: torch.Tensor) -> torch.Tensor:
 
 
 def synflow_gradients(model: nn.Module, input_shape: torch.Size | tuple[int, ...]) -> dict[str, torch.Tensor]:
-    """dR/dW per node name (flattened, float32) for R = sum(net_|W|(ones)), as SynFlow computes it.
+    """dR/dW per node name (flattened, float64) for R = sum(net_|W|(ones)), as SynFlow computes it.
 
     As zero-cost-nas/NASLib ``synflow``: batch norm is bypassed, every state tensor (parameters and
     buffers) is replaced by its absolute value, and one float64 all-ones sample is propagated.
@@ -193,7 +195,23 @@ def synflow_gradients(model: nn.Module, input_shape: torch.Size | tuple[int, ...
     nodes = {name: module for name, module in net.named_modules() if isinstance(module, NODE_TYPES)}
     weights = [module.weight.requires_grad_(True) for module in nodes.values()]
     output = logits(net(torch.ones(1, *input_shape, dtype=torch.float64)))
-    return {name: grad.flatten().float() for name, grad in zip(nodes, _grads(output.sum(), weights))}
+    return {name: grad.detach().flatten() for name, grad in zip(nodes, _grads(output.sum(), weights))}
+
+
+def _scaled_synflow_gradients(
+    model: nn.Module, input_shape: torch.Size | tuple[int, ...]
+) -> tuple[dict[str, torch.Tensor], float]:
+    """SynFlow gradients divided by one power of two per network, and the natural log of that power.
+
+    dR/dW grows exponentially with depth (beyond float32's range on NB201), so the statistic holds
+    dR/dW / 2^k, with 2^k ≤ max|dR/dW| < 2^(k+1), and ``synflow_log_scale`` = k·ln 2 restores the
+    scale: ln synflow = ln Σ|W ⊙ synflow_grad| + synflow_log_scale, exactly as in float64.
+    """
+    raw = synflow_gradients(model, input_shape)
+    largest = max((float(g.abs().max()) for g in raw.values() if g.numel()), default=0.0)
+    exponent = math.frexp(largest)[1] - 1 if largest > 0 and math.isfinite(largest) else 0
+    scaled = {name: torch.ldexp(g, torch.tensor(-exponent, dtype=torch.float64)).float() for name, g in raw.items()}
+    return scaled, exponent * math.log(2.0)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

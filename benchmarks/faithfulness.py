@@ -2,8 +2,9 @@
 
 For each task and batch kind: Spearman ρ with ``val_accuracy`` of each of our proxies, next to ρ of
 the file's score for the same archs, and Δρ = ours − file. Scores come from one
-``compute_statistics`` per arch through the formulas of :mod:`autoproxy.proxies.from_statistics`
-(equal to the direct implementations, see tests/test_proxies.py); ``--direct`` runs those instead.
+``compute_statistics`` per arch through the reference expressions of :mod:`primitives.reference`
+(equal to the direct implementations, see tests/test_primitives_reference.py); ``--direct`` runs the
+registry's direct implementations instead.
 
     python benchmarks/faithfulness.py [--limit N] [--task cifar10|cifar100|both] [--batch real|noise|both]
 """
@@ -19,10 +20,15 @@ from scipy.stats import spearmanr
 from autoproxy.benchmark import ArchRecord, load_benchmark
 from autoproxy.data import load_minibatch
 from autoproxy.proxies import get_proxy
-from autoproxy.proxies.from_statistics import FORMULAS, reference_scores
 from autoproxy.settings import shared_path
 from autoproxy.spaces import get_space
 from autoproxy.statistics import compute_statistics
+from primitives.evaluate import Evaluator
+from primitives.packed import pack
+from primitives.reference import REFERENCE_EXPRESSIONS
+from primitives.tree import parse
+
+EXPRESSIONS = {"params": "net_params", "flops": "net_flops", **REFERENCE_EXPRESSIONS}
 
 TARGET_DELTA = 0.05
 TARGETED = ("params", "flops", "synflow", "nwot", "snip", "grad_norm")
@@ -39,8 +45,9 @@ def our_scores(record: ArchRecord, inputs: torch.Tensor, targets: torch.Tensor, 
     torch.manual_seed(seed)
     model = get_space("nb201").build(record.key, num_classes=num_classes)
     if direct:
-        return {name: get_proxy(name)(model, inputs, targets) for name in FORMULAS}
-    return reference_scores(compute_statistics(model, inputs, targets))
+        return {name: get_proxy(name)(model, inputs, targets) for name in EXPRESSIONS}
+    evaluator = Evaluator(pack([compute_statistics(model, inputs, targets)]))
+    return {name: float(evaluator.values(parse(text))[0]) for name, text in EXPRESSIONS.items()}
 
 
 @click.command()
@@ -66,7 +73,7 @@ def main(limit: int | None, task: str, batch_kind: str, batch_size: int, direct:
             ours = [our_scores(r, inputs, targets, num_classes, direct, seed) for r in records]
             print(f"\n{task_name}, {kind} batch, {len(records)} archs")
             print(f"{'proxy':10s} {'rho_ours':>9s} {'rho_file':>9s} {'delta':>7s}")
-            for name in FORMULAS:
+            for name in EXPRESSIONS:
                 mine = spearman([scores[name] for scores in ours], accuracies)
                 theirs = spearman([r.scores.get(name, float("nan")) for r in records], accuracies)
                 flag = " !" if name in TARGETED and not abs(mine - theirs) <= TARGET_DELTA else ""

@@ -103,11 +103,15 @@ class Evaluator:
             self._remember(key, value)
         return value
 
+    def values(self, tree: Sequence) -> torch.Tensor:
+        """Per-arch values without the validity judgement (a single arch's score is not "constant");
+        may raise on numerical trouble."""
+        with torch.no_grad():
+            return self._value(tree, 0, dict(subtrees(tree)))
+
     def evaluate(self, tree: Sequence) -> EvalResult:
-        ends = dict(subtrees(tree))
         try:
-            with torch.no_grad():
-                scores = self._value(tree, 0, ends)
+            scores = self.values(tree)
         except torch.linalg.LinAlgError as err:
             return EvalResult(None, False, f"linalg: {str(err).splitlines()[0][:120]}")
         except (RuntimeError, IndexError, ValueError, TypeError) as err:

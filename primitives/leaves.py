@@ -35,6 +35,7 @@ LEAVES: tuple[Leaf, ...] = (
     Leaf("net_flops", T.NetScalar, "flops"),
     Leaf("jacobian_norm", T.NetScalar, "jacobian_norm"),
     Leaf("num_nodes", T.NetScalar, "num_nodes"),
+    Leaf("synflow_log_scale", T.NetScalar, "synflow_log_scale"),
 )
 LEAVES_BY_NAME: dict[str, Leaf] = {leaf.name: leaf for leaf in LEAVES}
 

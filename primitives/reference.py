@@ -18,7 +18,7 @@ REFERENCE_EXPRESSIONS: dict[str, str] = {
     # sum over layers of ||dL/dW||_2
     "grad_norm": "net_sum(node_l2(grad))",
     # sum |W| * dR/dW with R the |W|-network's output on ones (dR/dW >= 0, so |W * g|)
-    "synflow": "net_sum(node_sum(abs(mul(weight, synflow_grad))))",
+    "synflow": "add(log(net_sum(node_sum(abs(mul(weight, synflow_grad))))), synflow_log_scale)",
     # -sum W * Hg
     "grasp": "neg(net_sum(node_sum(mul(weight, hess_grad))))",
     # per layer: sum over channels of 0.5 * mean over batch of (sum over positions of act * dL/dact)^2,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import autoproxy
-from autoproxy.expression_proxy import expression_score, tree_values
+from autoproxy.expression_proxy import expression_score
 from autoproxy.proxy_runtime import (NETWORK_SCALAR_LEAVES, NETWORK_TENSOR_LEAVES, NODE_SCALAR_LEAVES,
                                      NODE_TENSOR_LEAVES, RUNTIME_OPS, evaluate_expression)
 from autoproxy.registry import (ENTRY_POINT_GROUP, REGISTRY_ENV, RegistryError, all_proxies, get_proxy,
@@ -21,6 +21,7 @@ from autoproxy.statistics import compute_statistics
 from primitives import types as T
 from primitives.catalog import NAMES
 from primitives.leaves import LEAVES
+from primitives.evaluate import Evaluator
 from primitives.packed import pack
 from primitives.pset import random_tree
 from primitives.reference import REFERENCE_EXPRESSIONS, reference_tree
@@ -67,14 +68,14 @@ def _agree(engine: float, runtime: float) -> bool:
 
 
 def test_runtime_equals_engine_on_reference_and_random_expressions(statistics):
-    packed = pack([statistics])
+    engine = Evaluator(pack([statistics]), memo_bytes=0)
     for name in REFERENCE_EXPRESSIONS:
         tree = reference_tree(name)
-        assert _agree(float(tree_values(tree, packed)[0]), evaluate_expression(to_json(tree), statistics)), name
+        assert _agree(float(engine.values(tree)[0]), evaluate_expression(to_json(tree), statistics)), name
     trees = [random_tree(random.Random(seed), 1, 6) for seed in range(400)]
     agreeing, covered = 0, set()
     for tree in trees:
-        if _agree(float(tree_values(tree, packed)[0]), evaluate_expression(to_json(tree), statistics)):
+        if _agree(float(engine.values(tree)[0]), evaluate_expression(to_json(tree), statistics)):
             agreeing += 1
             covered |= {node_label(node) for node in tree if node.arity > 0}
     # a few random formulas divide by float32 cancellation noise (e.g. the mean of a Hessian-gradient
