@@ -40,6 +40,7 @@ class SearchConfig:
     subsets: int = 4
     subset_size: int = 20
     subset_schedule: str = "run"
+    sketch: bool = True              # train fitness on search-time sketches (primitives.packed.SEARCH_SKETCH)
     prune_params_equivalent: bool = True
     params_threshold: float = 0.99
     # evolution

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from primitives.evaluate import Evaluator
+from primitives.packed import SEARCH_SKETCH
 from primitives.packed import pack as pack_statistics
 from primitives.pset import build_pset, gen_grow, gen_half_and_half
 from primitives.pset import complexity as weighted_complexity
@@ -68,9 +69,10 @@ def reference_expressions() -> dict[str, str]:
     return dict(REFERENCE_EXPRESSIONS)
 
 
-def pack(statistics: Sequence[Any]) -> Any:
-    """Many archs' ``NetworkStatistics`` → one ``PackedStatistics`` the evaluator scores at once."""
-    return pack_statistics(list(statistics))
+def pack(statistics: Sequence[Any], *, sketch: bool = False) -> Any:
+    """Many archs' ``NetworkStatistics`` → one ``PackedStatistics`` the evaluator scores at once;
+    ``sketch`` applies the search-time sketches (train fitness), exact otherwise (validation, test)."""
+    return pack_statistics(list(statistics), **(SEARCH_SKETCH if sketch else {}))
 
 
 def evaluator(packed: Any) -> Any:

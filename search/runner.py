@@ -64,7 +64,8 @@ def run_search(config: SearchConfig, directory: Path, *, resume: bool = False, p
     if not config.caches:
         raise ConfigError("no caches to search on: name them in the config or pass --cache DIR")
     store = RunStore(directory)
-    tasks = [load_task(path, index, config.split_fractions, config.seed) for index, path in enumerate(config.caches)]
+    tasks = [load_task(path, index, config.split_fractions, config.seed, sketch=config.sketch)
+             for index, path in enumerate(config.caches)]
     if resume:
         store.write_config(config)
     else:

@@ -38,9 +38,10 @@ class Task:
         return self._scorers[split]
 
 
-def load_task(directory: str, index: int, fractions: tuple[float, float, float], seed: int) -> Task:
+def load_task(directory: str, index: int, fractions: tuple[float, float, float], seed: int, *,
+              sketch: bool = False) -> Task:
     """Open a cache (a built-in one is made on first use), split its archs by ``(seed, index)`` and
-    pack the train split."""
+    pack the train split (sketched for search speed when ``sketch``; other splits are always exact)."""
     from autoproxy.cache import open_cache
     from autoproxy.cache.builtin import resolve_cache
 
@@ -58,4 +59,4 @@ def load_task(directory: str, index: int, fractions: tuple[float, float, float],
     statistics = cache.load([keys[i] for i in splits.train])
     params = np.array([s.scalars["params"] for s in statistics], dtype=np.float64)
     return Task(name=Path(directory).name, cache=cache, keys=keys, accuracy=accuracy, splits=splits,
-                train_pack=expressions.pack(statistics), train_params=params)
+                train_pack=expressions.pack(statistics, sketch=sketch), train_params=params)

@@ -13,10 +13,11 @@ def tiny_cache(request) -> str:
     """Path of the tiny cache (in pytest's cache folder, or a temporary one without the cache plugin)."""
     from autoproxy.cache import build_cache
     from autoproxy.spaces import get_space
+    from autoproxy.statistics import STATISTICS_VERSION
 
     store = getattr(request.config, "cache", None)
-    directory = Path(store.mkdir("autoproxy-search-stats") if store is not None
-                     else request.getfixturevalue("tmp_path_factory").mktemp("autoproxy-search-stats"))
+    name = f"autoproxy-search-stats-v{STATISTICS_VERSION}"  # a statistics change gets a fresh cache
+    directory = Path(store.mkdir(name) if store is not None else request.getfixturevalue("tmp_path_factory").mktemp(name))
     rng, space, keys = random.Random(0), get_space("nb201"), []
     while len(keys) < ARCHS:
         key = space.sample(rng)
