@@ -9,6 +9,7 @@ reporting wall and CPU seconds and peak RSS with and without checksum verificati
 on a busy machine overstates the cost; CPU seconds divided by the cores shows what to expect).
 
     python benchmarks/cache_size.py --archs 6 --load-archs 256
+    python benchmarks/cache_size.py --cache caches/nb201-cifar10 --load-archs 256   # a real, built cache
 """
 from __future__ import annotations
 
@@ -85,13 +86,14 @@ def replicate(cache, records, target: Path, count: int) -> None:
     manifest.write(target)
 
 
-def measure_load(directory: str, verify: bool) -> None:
-    """Run in a fresh process: load every entry, print seconds and peak RSS as JSON."""
+def measure_load(directory: str, verify: bool, count: int) -> None:
+    """Run in a fresh process: load ``count`` entries (a seeded subset), print seconds and peak RSS as JSON."""
     from autoproxy.cache import open_cache
 
     cache = open_cache(directory)
+    keys = cache.subset(min(count, len(cache)))
     start, cpu_start = time.perf_counter(), time.process_time()
-    stats = cache.load(verify=verify)
+    stats = cache.load(keys, verify=verify)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     print(json.dumps({"archs": len(stats), "seconds": seconds, "cpu_seconds": cpu_seconds,
                       "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}))
@@ -104,25 +106,47 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     parser.add_argument("--max-channels", type=int, default=8, help="0: all")
     parser.add_argument("--max-positions", type=int, default=8, help="0: all")
+    parser.add_argument("--cache", help="measure this built cache instead of building a sample")
     parser.add_argument("--measure-load", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--no-verify", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_load:
-        measure_load(args.measure_load, verify=not args.no_verify)
+        measure_load(args.measure_load, verify=not args.no_verify, count=args.load_archs)
+        return
+    if args.cache:
+        report_built(Path(args.cache))
+        time_loads(Path(args.cache), args.load_archs)
         return
     directory = Path(tempfile.mkdtemp(prefix="autoproxy-cache-size-"))
     try:
         build_sample(directory, args)
-        for path in (directory / "load").iterdir():  # warm the page cache, as for a cache in regular use
-            path.read_bytes()
-        for extra in (["--no-verify"], []):
-            out = subprocess.run([sys.executable, __file__, "--measure-load", str(directory / "load"), *extra],
-                                 check=True, capture_output=True, text=True).stdout
-            result = json.loads(out)
-            print(f"load {result['archs']} archs ({'no checksum' if extra else 'sha256 verified'}): "
-                  f"{result['seconds']:.2f} s ({result['cpu_seconds']:.2f} s CPU), peak RSS {result['peak_rss_gb']:.2f} GB")
+        time_loads(directory / "load", args.load_archs)
     finally:
         shutil.rmtree(directory)
+
+
+def report_built(directory: Path) -> None:
+    from autoproxy.cache import open_cache
+
+    cache = open_cache(directory)
+    entries = cache.manifest.entries.values()
+    total = sum(entry.bytes for entry in entries)
+    settings = cache.manifest.settings
+    print(f"cache {directory}: {len(cache)} archs, {total / 1e9:.2f} GB on disk, {total / len(cache) / 1e6:.2f} MB/arch "
+          f"({settings.dtype}, max_channels={settings.max_channels}, max_positions={settings.max_positions})")
+
+
+def time_loads(directory: Path, count: int) -> None:
+    """Load ``count`` entries in a fresh process, without and with checksum verification."""
+    for path in directory.iterdir():  # warm the page cache, as for a cache in regular use
+        if path.suffix == ".safetensors":
+            path.read_bytes()
+    for extra in (["--no-verify"], []):
+        out = subprocess.run([sys.executable, __file__, "--measure-load", str(directory), "--load-archs", str(count),
+                              *extra], check=True, capture_output=True, text=True).stdout
+        result = json.loads(out)
+        print(f"load {result['archs']} archs ({'no checksum' if extra else 'sha256 verified'}): "
+              f"{result['seconds']:.2f} s ({result['cpu_seconds']:.2f} s CPU), peak RSS {result['peak_rss_gb']:.2f} GB")
 
 
 if __name__ == "__main__":
