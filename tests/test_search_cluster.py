@@ -20,6 +20,7 @@ from autoproxy.cli import main
 from search_support import tiny_cache
 
 RAY = str(Path(sys.executable).with_name("ray"))
+AUTOPROXY = str(Path(sys.executable).with_name("autoproxy"))
 CONFIG = {
     "name": "tiny", "population": 8, "generations": 2, "time_budget_s": None, "elites": 1, "hall_of_fame": 5,
     "subsets": 2, "subset_size": 4, "split_fractions": [0.5, 0.25, 0.25], "diversity_probe": 4, "max_height": 6,
@@ -66,13 +67,15 @@ def test_cluster_run_equals_serial_run(request, tmp_path, monkeypatch):
         wait_for_cpus(address, 1)
         nodes.append(start_node(f"--address={address}"))
         wait_for_cpus(address, 2)
-        cluster = runner.invoke(main, ["search", "--quiet", "--config", str(config), "--out", str(tmp_path),
-                                       "--name", "cluster", "--executor", "ray", "--ray-address", address])
+        # a separate driver process, as a user's would be (and free of Ray state left by other tests)
+        cluster = subprocess.run([AUTOPROXY, "search", "--quiet", "--config", str(config), "--out", str(tmp_path),
+                                  "--name", "cluster", "--executor", "ray", "--ray-address", address],
+                                 capture_output=True, text=True, timeout=300)
     finally:
         for node in reversed(nodes):
             node.terminate()
             node.wait(timeout=60)
-    assert cluster.exit_code == 0, cluster.output
+    assert cluster.returncode == 0, cluster.stderr[-2000:]
     for name in ("hall_of_fame.json", "result.json"):
         serial_doc = json.loads((tmp_path / "serial" / name).read_text())
         cluster_doc = json.loads((tmp_path / "cluster" / name).read_text())
