@@ -7,6 +7,7 @@ the file's score for the same archs, and Δρ = ours − file. Scores come from 
 registry's direct implementations instead.
 
     python benchmarks/faithfulness.py [--limit N] [--task cifar10|cifar100|both] [--batch real|noise|both]
+    python benchmarks/faithfulness.py --cache caches/nb201-cifar10     # every arch of a built cache, in seconds
 """
 from __future__ import annotations
 
@@ -57,7 +58,12 @@ def our_scores(record: ArchRecord, inputs: torch.Tensor, targets: torch.Tensor, 
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--direct", is_flag=True, help="run the direct proxy implementations (slower)")
 @click.option("--seed", default=0, show_default=True)
-def main(limit: int | None, task: str, batch_kind: str, batch_size: int, direct: bool, seed: int) -> None:
+@click.option("--cache", "cache_dir", default=None, help="score a built cache's archs (its batch) instead")
+def main(limit: int | None, task: str, batch_kind: str, batch_size: int, direct: bool, seed: int,
+         cache_dir: str | None) -> None:
+    if cache_dir:
+        compare_on_cache(cache_dir)
+        return
     torch.set_num_threads(1)
     tasks = ["cifar10", "cifar100"] if task == "both" else [task]
     kinds = ["real", "noise"] if batch_kind == "both" else [batch_kind]
@@ -66,18 +72,37 @@ def main(limit: int | None, task: str, batch_kind: str, batch_size: int, direct:
         if limit is not None and limit < len(records):
             records = random.Random(seed).sample(records, limit)
         images = shared_path("data", f"{task_name}_sample.npz")
-        accuracies = [record.accuracy for record in records]
         for kind in kinds:
             inputs, targets, num_classes = load_minibatch(images, batch_size, seed, noise=kind == "noise")
             num_classes = 100 if task_name == "cifar100" else num_classes  # 20 images may miss classes
             ours = [our_scores(r, inputs, targets, num_classes, direct, seed) for r in records]
             print(f"\n{task_name}, {kind} batch, {len(records)} archs")
-            print(f"{'proxy':10s} {'rho_ours':>9s} {'rho_file':>9s} {'delta':>7s}")
-            for name in EXPRESSIONS:
-                mine = spearman([scores[name] for scores in ours], accuracies)
-                theirs = spearman([r.scores.get(name, float("nan")) for r in records], accuracies)
-                flag = " !" if name in TARGETED and not abs(mine - theirs) <= TARGET_DELTA else ""
-                print(f"{name:10s} {mine:9.3f} {theirs:9.3f} {mine - theirs:+7.3f}{flag}", flush=True)
+            print_table({name: [scores[name] for scores in ours] for name in EXPRESSIONS}, records)
+
+
+def print_table(ours: dict[str, list[float]], records: list[ArchRecord]) -> None:
+    """ρ of our scores and of the file's scores with accuracy, per proxy, on the same archs."""
+    accuracies = [record.accuracy for record in records]
+    print(f"{'proxy':10s} {'rho_ours':>9s} {'rho_file':>9s} {'delta':>7s}")
+    for name, scores in ours.items():
+        mine = spearman(scores, accuracies)
+        theirs = spearman([r.scores.get(name, float("nan")) for r in records], accuracies)
+        flag = " !" if name in TARGETED and not abs(mine - theirs) <= TARGET_DELTA else ""
+        print(f"{name:10s} {mine:9.3f} {theirs:9.3f} {mine - theirs:+7.3f}{flag}", flush=True)
+
+
+def compare_on_cache(directory: str) -> None:
+    """The reference expressions on every arch of a cache (exact pack of its stored statistics)."""
+    from autoproxy.cache import open_cache
+
+    cache = open_cache(directory)
+    settings = cache.manifest.settings
+    by_key = {r.key: r for r in load_benchmark(shared_path("benchmarks", "zc_nasbench201.json"), task=settings.task)}
+    records = [by_key[key] for key in cache.keys]
+    evaluator = Evaluator(pack(cache.load()))
+    print(f"{settings.task}, cache {directory} ({'noise' if settings.noise else 'real'} batch, {len(records)} archs, "
+          f"{settings.dtype}, sketch {settings.max_channels}x{settings.max_positions})")
+    print_table({name: evaluator.values(parse(text)).double().tolist() for name, text in EXPRESSIONS.items()}, records)
 
 
 if __name__ == "__main__":
