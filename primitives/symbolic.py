@@ -37,11 +37,15 @@ def to_sympy(tree: Sequence) -> sympy.Expr:
 
 
 def simplify(tree: Sequence) -> sympy.Expr:
-    """A simplified formula (falls back to the canonical form for very large expressions)."""
+    """A simplified formula: SymPy's ``simplify`` when it makes the formula shorter and keeps it free of
+    case distinctions (it rewrites ``sign`` and ``Max`` into ``Piecewise``), else the canonical form."""
     expr = to_sympy(tree)
     if sympy.count_ops(expr) > SIMPLIFY_MAX_OPS:
         return expr
-    return sympy.simplify(expr)
+    simplified = sympy.simplify(expr)
+    if simplified.has(sympy.Piecewise) or sympy.count_ops(simplified) >= sympy.count_ops(expr):
+        return expr
+    return simplified
 
 
 def simplified_text(tree: Sequence) -> str:
