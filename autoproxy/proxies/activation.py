@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoproxy.proxies.common import NODE_TYPES, logits, train_copy
+from autoproxy.proxies.common import NODE_TYPES, forward_with_hooks, logits, train_copy
 from autoproxy.proxies.registry import LossFn, register
 
 JACOV_EPSILON = 1e-5
@@ -35,17 +35,7 @@ def nwot(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: L
             codes = (args[0].reshape(size, -1) > 0).double()
             kernel = kernel + (codes @ codes.T + (1 - codes) @ (1 - codes).T).numpy()
 
-    handles = [
-        module.register_forward_hook(count if isinstance(module, NODE_TYPES) else remember)
-        for module in net.modules()
-        if isinstance(module, NODE_TYPES + (nn.ReLU,))
-    ]
-    try:
-        with torch.no_grad():
-            net(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    forward_with_hooks(net, inputs, {NODE_TYPES: count, nn.ReLU: remember})
     return float(np.linalg.slogdet(kernel)[1])
 
 

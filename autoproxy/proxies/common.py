@@ -1,7 +1,7 @@
 """Helpers shared by the reference proxies: the network copy and the split-batch loss passes."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -9,7 +9,8 @@ from torch import nn
 from autoproxy.proxies.registry import LossFn
 from autoproxy.statistics import NODE_TYPES, logits, train_copy
 
-__all__ = ["NODE_TYPES", "accumulate_loss_grads", "logits", "nodes", "splits", "train_copy", "weight_grad"]
+__all__ = ["NODE_TYPES", "accumulate_loss_grads", "forward_with_hooks", "logits", "nodes", "splits", "train_copy",
+           "weight_grad"]
 
 
 def nodes(net: nn.Module) -> list[nn.Module]:
@@ -33,6 +34,18 @@ def accumulate_loss_grads(
     net.zero_grad()
     for chunk, labels in splits(inputs, targets, split_data):
         loss_fn(logits(net(chunk)), labels).backward()
+
+
+def forward_with_hooks(net: nn.Module, inputs: torch.Tensor, hooks: dict[type | tuple[type, ...], Callable]) -> None:
+    """One no-grad forward pass with ``hooks[type]`` as forward hook on every module of that type."""
+    handles = [module.register_forward_hook(hook) for module in net.modules()
+               for types, hook in hooks.items() if isinstance(module, types)]
+    try:
+        with torch.no_grad():
+            net(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def weight_grad(module: nn.Module) -> torch.Tensor:

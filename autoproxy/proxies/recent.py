@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoproxy.proxies.common import NODE_TYPES, logits, nodes, splits, train_copy
+from autoproxy.proxies.common import NODE_TYPES, forward_with_hooks, logits, nodes, splits, train_copy
 from autoproxy.proxies.registry import LossFn, register
 
 ZICO_SUB_BATCHES = 4  # used when split_data is 1: ZiCo needs several gradient samples for a std
@@ -44,17 +44,7 @@ def meco(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: L
     matrix of each layer's output channels over batch × positions (a constant channel correlates 0)."""
     net = train_copy(net)
     outputs: list[torch.Tensor] = []
-    handles = [
-        module.register_forward_hook(lambda module, args, output: outputs.append(output.detach()))
-        for module in net.modules()
-        if isinstance(module, NODE_TYPES)
-    ]
-    try:
-        with torch.no_grad():
-            net(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    forward_with_hooks(net, inputs, {NODE_TYPES: lambda module, args, output: outputs.append(output.detach())})
     score = 0.0
     for output in outputs:
         channels = output.shape[1]
