@@ -12,6 +12,8 @@ from typing import Any, Protocol, Sequence
 
 from search.expressions import Outcome, evaluator, score_expression
 
+MAX_BATCH_RETRIES = 3
+
 
 class Executor(Protocol):
     """Scores expression strings on every task's packed train statistics."""
@@ -86,7 +88,19 @@ class RayExecutor:
         size = max(1, -(-len(expressions) // self._chunks))
         batches = [expressions[i:i + size] for i in range(0, len(expressions), size)]
         futures = [self._actors[i % len(self._actors)].score.remote(batch) for i, batch in enumerate(batches)]
-        return [outcome for batch in self._ray.get(futures) for outcome in batch]
+        return [outcome for i, future in enumerate(futures) for outcome in self._result(i, future, batches[i])]
+
+    def _result(self, index: int, future: Any, batch: list[str]) -> list[list[Outcome]]:
+        """A batch's outcomes; a batch lost with its actor (killed, out of memory) is resubmitted, so a
+        dying worker costs time, not the run. Scoring is deterministic, so a retry changes nothing."""
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        for attempt in range(MAX_BATCH_RETRIES):
+            try:
+                return self._ray.get(future)
+            except (RayActorError, ActorUnavailableError):
+                future = self._actors[(index + attempt + 1) % len(self._actors)].score.remote(batch)
+        return self._ray.get(future)
 
     def close(self) -> None:
         for actor in self._actors:
