@@ -21,9 +21,9 @@ from search.tasks import load_task
 
 
 def correlations(text: str, scorer, accuracy: np.ndarray) -> tuple[float, float]:
-    """(Spearman, Kendall) of a formula; nan when it is invalid there."""
-    scores, reason = expressions.score_tree(expressions.parse(text), scorer)
-    if reason is not None:
+    """(Spearman, Kendall) of a formula, archs where it is undefined ranked last; nan if undefined everywhere."""
+    scores = expressions.report_scores(expressions.parse(text), scorer)
+    if scores is None:
         return float("nan"), float("nan")
     return float(spearman_rho(scores, accuracy)), float(kendall_tau(scores, accuracy))
 

@@ -211,12 +211,13 @@ class Engine:
 
     # ---------------------------------------------------------------- hall of fame and reports
     def _split_correlations(self, expression: str, split: str) -> list[tuple[float, float]] | None:
-        """(Kendall, Spearman) per task on a whole split; None if the candidate fails on any task."""
+        """(Kendall, Spearman) per task on a whole split (archs where the formula is undefined rank last);
+        None if it is undefined or constant on a whole task."""
         tree = expressions.parse(expression)
         values = []
         for task in self.tasks:
-            scores, reason = expressions.score_tree(tree, task.scorer(split))
-            if reason is not None:
+            scores = expressions.report_scores(tree, task.scorer(split))
+            if scores is None:
                 return None
             accuracy = task.accuracy_of(split)
             values.append((float(kendall_tau(scores, accuracy)), float(spearman_rho(scores, accuracy))))

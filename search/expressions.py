@@ -88,6 +88,24 @@ def score_tree(tree: Any, scorer: Any) -> Outcome:
     return result.scores.detach().cpu().double().numpy(), None
 
 
+def report_scores(tree: Any, scorer: Any) -> np.ndarray | None:
+    """Per-arch scores for validation and the final report: an arch on which the formula is undefined
+    (non-finite, e.g. a Jacobian correlation of a disconnected cell) ranks last, as a failed proxy
+    does in NAS-Bench-Suite-Zero, instead of voiding the whole split. None if nothing is defined."""
+    import torch
+
+    try:
+        values = scorer.values(tree).detach().cpu().double().numpy().copy()
+    except (RuntimeError, ValueError, torch.linalg.LinAlgError):
+        return None
+    finite = np.isfinite(values)
+    if finite.sum() < 2 or np.ptp(values[finite]) == 0:
+        return None
+    lowest = values[finite].min()
+    values[~finite] = lowest - max(1.0, abs(lowest))  # below every defined score: ranks last
+    return values
+
+
 def score_expression(text: str, scorers: Sequence[Any]) -> list[Outcome]:
     """Parse ``text`` here (candidates travel as strings) and score it on every task."""
     tree = parse(text)
