@@ -10,16 +10,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from autoproxy.statistics import DEFAULT_SUB_BATCHES, compute_statistics
 from primitives.evaluate import Evaluator
 from primitives.packed import pack
-
-DEFAULT_SUB_BATCHES = 4
 
 
 def expression_score(tree: Sequence, net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                      loss_fn=None, *, sub_batches: int = DEFAULT_SUB_BATCHES) -> float:
     """The expression's score of ``net`` on one minibatch (unsketched statistics, as exported)."""
-    from autoproxy.statistics import compute_statistics
-
     stats = compute_statistics(net, inputs, targets, loss_fn, sub_batches=sub_batches)
     return float(Evaluator(pack([stats]), memo_bytes=0).values(tree)[0])

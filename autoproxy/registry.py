@@ -25,7 +25,7 @@ from autoproxy.errors import AutoproxyError, ExpressionError
 REGISTRY_ENV = "AUTOPROXY_REGISTRY"
 ENTRY_POINT_GROUP = "autoproxy.proxies"
 FORMAT_VERSION = 1
-DEFAULT_SUB_BATCHES = 4
+DEFAULT_SUB_BATCHES = 4  # autoproxy.statistics.DEFAULT_SUB_BATCHES, repeated to keep this module torch-free
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _KEYS = frozenset({"format", "name", "expression", "tree", "simplified", "statistics", "source"})
 _REQUIRED = frozenset({"format", "name", "expression", "tree"})

@@ -34,6 +34,7 @@ from autoproxy.errors import AutoproxyError
 NODE_TYPES = (nn.Conv2d, nn.Linear)
 # Bumped whenever the set or meaning of the statistics changes, so that older caches are refused
 # instead of silently lacking a statistic (2: grad_abs_mean added).
+DEFAULT_SUB_BATCHES = 4  # equal sub-batches for ZiCo's gradient mean |g| and std
 STATISTICS_VERSION = 3  # 3: synflow_grad scaled per network, synflow_log_scale added
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -77,7 +78,7 @@ def compute_statistics(
     targets: torch.Tensor,
     loss_fn: LossFn | None = None,
     *,
-    sub_batches: int = 4,
+    sub_batches: int = DEFAULT_SUB_BATCHES,
     max_channels: int | None = None,
     max_positions: int | None = None,
     seed: int = 0,

@@ -28,7 +28,7 @@ from autoproxy.cache.loader import StatisticsCache
 from autoproxy.cache.manifest import MANIFEST_NAME, CacheSettings, Entry, Manifest, read_manifest, settings_mismatch
 from autoproxy.cache.store import encode_entry
 from autoproxy.errors import AutoproxyError, CacheError
-from autoproxy.statistics import STATISTICS_VERSION
+from autoproxy.statistics import DEFAULT_SUB_BATCHES, STATISTICS_VERSION
 
 _RAY_OBJECT_STORE_BYTES = 200 * 1024**2
 
@@ -193,7 +193,7 @@ def build_cache(
     seed: int = 0,
     width: int | None = None,
     depth: int | None = None,
-    sub_batches: int = 4,
+    sub_batches: int = DEFAULT_SUB_BATCHES,
     max_channels: int | None = DEFAULT_MAX_CHANNELS,
     max_positions: int | None = DEFAULT_MAX_POSITIONS,
     dtype: str = DEFAULT_DTYPE,

@@ -6,8 +6,8 @@ from torch import nn
 
 from autoproxy.proxies.common import NODE_TYPES, forward_with_hooks, logits, nodes, splits, train_copy
 from autoproxy.proxies.registry import LossFn, register
+from autoproxy.statistics import DEFAULT_SUB_BATCHES
 
-ZICO_SUB_BATCHES = 4  # used when split_data is 1: ZiCo needs several gradient samples for a std
 
 
 @register("zico")
@@ -19,7 +19,7 @@ def zico(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: L
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     layers = nodes(net)
     weights = [layer.weight for layer in layers]
-    parts = split_data if split_data > 1 else ZICO_SUB_BATCHES
+    parts = split_data if split_data > 1 else DEFAULT_SUB_BATCHES  # a std needs several gradient samples
     samples = [
         torch.autograd.grad(loss_fn(logits(net(chunk)), labels), weights, allow_unused=True)
         for chunk, labels in splits(inputs, targets, parts)
