@@ -8,7 +8,22 @@ derives from another.
 from __future__ import annotations
 
 
-class ShapeClass:
+class _StableHash(type):
+    """Hash shape classes by their position in ``ALL_TYPES``, not by memory address.
+
+    DEAP iterates sets of types (``gp.cxOnePoint`` draws ``random.choice(list(common_types))``); with
+    the default identity hash the set's order, and so the drawn type, differed between processes and
+    the same seed evolved different formulas. A fixed small integer per class makes every such set
+    iterate in the same order in every process (string hashes would not: ``PYTHONHASHSEED``).
+    """
+
+    _order: dict[str, int] = {"ShapeClass": 0}
+
+    def __hash__(cls) -> int:
+        return _StableHash._order[cls.__name__]
+
+
+class ShapeClass(metaclass=_StableHash):
     """Marker base; never used as a type in the primitive set itself."""
 
     level: str = ""       # "node" | "network"
@@ -16,7 +31,8 @@ class ShapeClass:
 
 
 def _shape_class(name: str, level: str, layout: str) -> type:
-    return type(name, (ShapeClass,), {"level": level, "layout": layout, "__module__": __name__})
+    _StableHash._order[name] = len(_StableHash._order)
+    return _StableHash(name, (ShapeClass,), {"level": level, "layout": layout, "__module__": __name__})
 
 
 Param = _shape_class("Param", "node", "(numel of weight,)")

@@ -7,12 +7,16 @@ depends on is in the checkpoint (population trees, RNG state, hall of fame) or t
 journal (the fitness cache), so a resumed run continues exactly as an uninterrupted one.
 
 Fitness cache: a canonical form is scored once per run. With ``subset_schedule = "generation"``
-a form keeps the fitness of the subsets of the generation that first scored it.
+a form keeps the fitness of the subsets of the generation that first scored it. Memory stays flat
+over a 24-hour run: the cache holds 16 bytes per form (``search.fitness_cache``), behaviour vectors
+are kept for the living population only, and a form that comes back after its behaviour was dropped
+is re-scored for its behaviour alone (scoring is deterministic, so this changes no result).
 """
 from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
@@ -22,6 +26,7 @@ from search import expressions
 from search.config import SearchConfig
 from search.diversity import behaviour, near_duplicates, probe_positions
 from search.executor import Executor
+from search.fitness_cache import FitnessCache
 from search.fitness import aggregate, draw_subsets, kendall_tau, spearman_rho, subset_fitness
 from search.store import RunStore, rng_state_from_json, rng_state_to_json
 from search.tasks import Task
@@ -46,7 +51,10 @@ class Engine:
         self.variation = Variation(self.pset, config)
         self.select_parents = parent_selector(config)
         self.probes = [probe_positions(len(t.splits.train), config.diversity_probe, config.seed) for t in self.tasks]
-        self.evaluated: dict[str, dict[str, Any]] = {}
+        self.fitness = FitnessCache()
+        self.statuses: Counter[str] = Counter()
+        self.behaviour: dict[str, list | None] = {}   # of the living population (and offspring)
+        self.rescored = 0
         self.hall: list[dict[str, Any]] = []
         self.population: list[Any] = []
         self.generation = -1
@@ -86,10 +94,10 @@ class Engine:
         self._rng_state = random.getstate()
         with self._random():
             self.population = self._initial_population()
-        began, before = time.monotonic(), len(self.evaluated)
+        began, before = time.monotonic(), len(self.fitness)
         self._assess(self.population, 0)
         self._apply_fitness(self.population)
-        self._close_generation(0, time.monotonic() - began, len(self.evaluated) - before)
+        self._close_generation(0, time.monotonic() - began, len(self.fitness) - before)
 
     def _initial_population(self) -> list[Any]:
         size, seen, population = self.config.population, set(), []
@@ -117,9 +125,14 @@ class Engine:
     def resume(self) -> None:
         """Reload the last complete generation from the run directory."""
         state = self.store.load_checkpoint()
-        records = self.store.read_evaluations(state["evaluations"])
-        self.evaluated = {record["key"]: record for record in records}
+        living = {member["key"] for member in state["population"]}
+        for record in self.store.replay_evaluations(state["evaluations"]):
+            self.fitness.add(record["key"], record["fitness"])
+            self.statuses[record["status"]] += 1
+            if record["key"] in living:
+                self.behaviour[record["key"]] = record["behaviour"]
         self.generation = state["generation"]
+        self.rescored = state["rescored"]
         self.elapsed_before = state["elapsed_s"]
         self._clock = time.monotonic()
         self.hall = state["hall_of_fame"]
@@ -153,7 +166,7 @@ class Engine:
     def step(self) -> None:
         """One generation: select parents, vary, score the unseen, survive, record."""
         generation = self.generation + 1
-        began, before = time.monotonic(), len(self.evaluated)
+        began, before = time.monotonic(), len(self.fitness)
         offspring_count = self.config.population - (0 if self.config.selection == "nsga2" else self.config.elites)
         with self._random():
             parents = self.select_parents(self.population, offspring_count)
@@ -162,7 +175,9 @@ class Engine:
         self._apply_fitness(self.population + offspring)
         self.population = survivors(self.config, self.population, offspring)
         self._apply_fitness(self.population)
-        self._close_generation(generation, time.monotonic() - began, len(self.evaluated) - before)
+        living = {individual.key for individual in self.population}
+        self.behaviour = {key: shape for key, shape in self.behaviour.items() if key in living}
+        self._close_generation(generation, time.monotonic() - began, len(self.fitness) - before)
 
     # ---------------------------------------------------------------- judging
     def _subsets(self, task: int, generation: int) -> np.ndarray:
@@ -172,7 +187,7 @@ class Engine:
 
     def _judge(self, outcomes: Sequence[expressions.Outcome], generation: int) -> tuple[float, str, list | None]:
         """Train fitness, status and behaviour of one candidate from its per-task scores."""
-        per_task, all_scores = [], []
+        per_task = []
         for index, (task, (scores, reason)) in enumerate(zip(self.tasks, outcomes)):
             if reason is not None:  # "constant", "non-finite", "linalg: ...", "shape error: ..."
                 return INVALID_FITNESS, reason.split(":")[0], None
@@ -181,30 +196,46 @@ class Engine:
                 return INVALID_FITNESS, "params", None
             per_task.append(subset_fitness(scores, task.accuracy_of("train"), self._subsets(index, generation),
                                            self.config.metric))
-            all_scores.append(scores)
-        return aggregate(per_task, self.config.task_aggregate), "ok", behaviour(all_scores, self.probes)
+        return aggregate(per_task, self.config.task_aggregate), "ok", self._behaviour(outcomes)
+
+    def _behaviour(self, outcomes: Sequence[expressions.Outcome]) -> list:
+        return behaviour([scores for scores, _ in outcomes], self.probes)
 
     def _assess(self, individuals: Sequence[Any], generation: int) -> None:
-        """Score the canonical forms never seen before (in order of first appearance)."""
+        """Score the canonical forms never seen before (in order of first appearance), and re-score
+        valid known forms whose behaviour was dropped with the population that held them."""
         fresh: dict[str, Any] = {}
+        lost: dict[str, Any] = {}
         for individual in individuals:
-            individual.key = self._key(individual)
-            if individual.key not in self.evaluated and individual.key not in fresh:
-                fresh[individual.key] = individual
-        outcomes = self.executor.score([expressions.to_text(individual) for individual in fresh.values()])
+            key = individual.key = self._key(individual)
+            known = self.fitness.get(key)
+            if known is None:
+                fresh.setdefault(key, individual)
+            elif key not in self.behaviour:
+                if known > INVALID_FITNESS:
+                    lost.setdefault(key, individual)
+                else:
+                    self.behaviour[key] = None
+        texts = [expressions.to_text(individual) for individual in [*fresh.values(), *lost.values()]]
+        outcomes = self.executor.score(texts)
         for (key, individual), outcome in zip(fresh.items(), outcomes):
             fitness, status, shape = self._judge(outcome, generation)
-            record = {"index": len(self.evaluated), "key": key, "expression": expressions.to_text(individual),
+            record = {"index": len(self.fitness), "key": key, "expression": expressions.to_text(individual),
                       "fitness": fitness, "status": status, "behaviour": shape, "size": len(individual),
                       "generation": generation}
-            self.evaluated[key] = record
+            self.fitness.add(key, fitness)
+            self.statuses[status] += 1
+            self.behaviour[key] = shape
             self._journal.append(record)
+        for key, outcome in zip(lost, outcomes[len(fresh):]):
+            self.behaviour[key] = self._behaviour(outcome)
+        self.rescored += len(lost)
 
     def _apply_fitness(self, individuals: Sequence[Any]) -> None:
         """Selection fitness = train fitness, minus the diversity penalty for near-duplicate behaviour."""
-        records = [self.evaluated[individual.key] for individual in individuals]
-        raw = [record["fitness"] for record in records]
-        duplicate = near_duplicates(raw, [record["behaviour"] for record in records], self.config.diversity_threshold)
+        raw = [self.fitness.get(individual.key) for individual in individuals]
+        shapes = [self.behaviour[individual.key] for individual in individuals]
+        duplicate = near_duplicates(raw, shapes, self.config.diversity_threshold)
         for individual, value, penalised in zip(individuals, raw, duplicate):
             value -= self.config.diversity_penalty * penalised
             individual.fitness.values = (value, len(individual)) if self.config.selection == "nsga2" else (value,)
@@ -250,11 +281,8 @@ class Engine:
         fresh, self._journal = self._journal, []
         self._update_hall(fresh)
         self.generation = generation
-        raw = np.array([self.evaluated[i.key]["fitness"] for i in self.population])
+        raw = np.array([self.fitness.get(i.key) for i in self.population])
         valid = raw > INVALID_FITNESS
-        statuses: dict[str, int] = {}
-        for record in self.evaluated.values():
-            statuses[record["status"]] = statuses.get(record["status"], 0) + 1
         best = self.hall[0] if self.hall else None
         line = {
             "generation": generation,
@@ -265,8 +293,9 @@ class Engine:
             "evaluations": evaluations,
             "evaluations_per_s": evaluations / seconds if seconds > 0 else 0.0,
             "elapsed_s": self.elapsed(),
-            "evaluated_total": len(self.evaluated),
-            "statuses": statuses,
+            "evaluated_total": len(self.fitness),
+            "rescored_total": self.rescored,
+            "statuses": dict(sorted(self.statuses.items())),
             "best": best["simplified"] if best else None,
         }
         self.store.append_evaluations(fresh)
@@ -276,7 +305,8 @@ class Engine:
             "generation": generation,
             "population": [{"expression": expressions.to_text(i), "key": i.key} for i in self.population],
             "python_random": rng_state_to_json(self._rng_state),
-            "evaluations": len(self.evaluated),
+            "evaluations": len(self.fitness),
+            "rescored": self.rescored,
             "elapsed_s": line["elapsed_s"],
             "hall_of_fame": self.hall,
         })
@@ -291,7 +321,7 @@ class Engine:
         """Choose the hall-of-fame member with the best validation fitness; report it on the test split."""
         candidates = [e for e in self.hall if e["validation_fitness"] > INVALID_FITNESS]
         result: dict[str, Any] = {"stop_reason": stop_reason, "generations": self.generation,
-                                  "evaluated": len(self.evaluated), "elapsed_s": self.elapsed(), "chosen": None}
+                                  "evaluated": len(self.fitness), "elapsed_s": self.elapsed(), "chosen": None}
         if candidates:
             chosen = max(candidates, key=lambda e: (e["validation_fitness"], e["train_fitness"], -e["index"]))
             test = self._split_correlations(chosen["expression"], "test")

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from search.config import ConfigError, SearchConfig, config_from_dict
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -98,22 +98,23 @@ class RunStore:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def read_evaluations(self, count: int) -> list[dict[str, Any]]:
-        """The first ``count`` journal lines; the rest (an interrupted generation) is cut off the file."""
+    def replay_evaluations(self, count: int) -> Iterator[dict[str, Any]]:
+        """Yield the first ``count`` journal lines one at a time (a long run's journal does not fit in
+        memory), then cut the rest (an interrupted generation) off the file."""
         if count == 0:
             self.journal_path.unlink(missing_ok=True)
-            return []
-        records, kept_bytes = [], 0
+            return
+        seen, kept_bytes = 0, 0
         with open(self.journal_path, "rb") as handle:
             for line in handle:
-                if len(records) == count:
+                if seen == count:
                     break
-                records.append(json.loads(line))
+                yield json.loads(line)
+                seen += 1
                 kept_bytes += len(line)
-        if len(records) < count:
-            raise ConfigError(f"{self.journal_path} has {len(records)} evaluations, the checkpoint expects {count}")
+        if seen < count:
+            raise ConfigError(f"{self.journal_path} has {seen} evaluations, the checkpoint expects {count}")
         os.truncate(self.journal_path, kept_bytes)
-        return records
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         write_json_atomic(self.checkpoint_path, {"version": CHECKPOINT_VERSION, **state})

@@ -106,7 +106,7 @@ def test_store_checkpoint_is_json_and_journal_truncates(tmp_path):
     loaded = store.load_checkpoint()
     assert json.loads(store.checkpoint_path.read_text())["generation"] == 0
     assert rng_state_from_json(loaded["python_random"]) == state
-    assert [r["key"] for r in store.read_evaluations(loaded["evaluations"])] == ["a", "b"]
+    assert [r["key"] for r in store.replay_evaluations(loaded["evaluations"])] == ["a", "b"]
     assert len(store.journal_path.read_text().splitlines()) == 2
     with pytest.raises(ConfigError, match="already holds a run"):
         store.create(SearchConfig(caches=("c",)))
