@@ -32,10 +32,11 @@ from torch import nn
 from autoproxy.errors import AutoproxyError
 
 NODE_TYPES = (nn.Conv2d, nn.Linear)
-# Bumped whenever the set or meaning of the statistics changes, so that older caches are refused
-# instead of silently lacking a statistic (2: grad_abs_mean added).
+# Bumped whenever the set or meaning of the statistics, or the minibatch they are computed on,
+# changes, so that older caches are refused instead of silently mixed (2: grad_abs_mean added).
 DEFAULT_SUB_BATCHES = 4  # equal sub-batches for ZiCo's gradient mean |g| and std
-STATISTICS_VERSION = 3  # 3: synflow_grad scaled per network, synflow_log_scale added
+STATISTICS_VERSION = 4  # 3: synflow_grad scaled per network, synflow_log_scale added;
+                        # 4: image minibatches drawn without repeated samples (autoproxy.data)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -9,7 +9,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from search.config import ConfigError, SearchConfig
 from search.store import RunStore
@@ -55,8 +55,10 @@ def resume_config(directory: Path, overrides: dict[str, Any]) -> SearchConfig:
     return stored.replace(**changed)
 
 
-def run_search(config: SearchConfig, directory: Path, *, resume: bool = False, progress: bool = True) -> RunOutcome:
-    """Start (or resume) the run in ``directory`` and drive it to a stop criterion."""
+def run_search(config: SearchConfig, directory: Path, *, resume: bool = False, progress: bool = True,
+               on_generation: Callable[[dict[str, Any]], None] | None = None) -> RunOutcome:
+    """Start (or resume) the run in ``directory`` and drive it to a stop criterion; ``on_generation``
+    sees each generation's log line (benchmarks/soak.py records memory and file sizes with it)."""
     from search.engine import Engine
     from search.executor import make_executor
     from search.tasks import load_task
@@ -73,7 +75,13 @@ def run_search(config: SearchConfig, directory: Path, *, resume: bool = False, p
     executor = make_executor(config.executor, [task.train_pack for task in tasks], workers=config.workers,
                              address=config.ray_address, object_store_mb=config.object_store_mb)
     bar = _progress_bar(config, enabled=progress)
-    engine = Engine(config, store, tasks, executor, on_generation=bar.update_line if bar else None)
+    listeners = [listener for listener in (bar.update_line if bar else None, on_generation) if listener]
+
+    def generation_done(line: dict[str, Any]) -> None:
+        for listener in listeners:
+            listener(line)
+
+    engine = Engine(config, store, tasks, executor, on_generation=generation_done)
     try:
         with _sigterm_as_interrupt():
             try:

@@ -110,3 +110,18 @@ def test_store_checkpoint_is_json_and_journal_truncates(tmp_path):
     assert len(store.journal_path.read_text().splitlines()) == 2
     with pytest.raises(ConfigError, match="already holds a run"):
         store.create(SearchConfig(caches=("c",)))
+
+
+def test_fitness_cache_finds_every_form_before_and_after_merging(monkeypatch):
+    from search import fitness_cache
+    from search.fitness_cache import FitnessCache
+
+    monkeypatch.setattr(fitness_cache, "MERGE_AT", 7)
+    cache, expected = FitnessCache(), {}
+    for i in range(50):
+        key = f"net_sum(node_sum(grad)) + {i}"
+        cache.add(key, i / 10)
+        expected[key] = i / 10
+    assert len(cache) == 50 and len(cache._digests) == 49  # seven merges happened
+    assert all(cache.get(key) == value for key, value in expected.items())
+    assert cache.get("net_params") is None and "net_params" not in cache

@@ -7,6 +7,7 @@ built on first use under ``$AUTOPROXY_CACHE_DIR`` (default ``./caches``) and reu
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +34,26 @@ def resolve_cache(spec: str, *, executor: str = "ray", echo: Callable[[str], Non
     directory = Path(os.environ.get(CACHE_DIR_ENV, "caches")) / name
     from autoproxy.cache.build import build_cache
 
+    _drop_if_outdated(directory, echo)
+
     summary = build_cache(directory, executor=executor, progress=False, echo=echo, **BUILTIN_RECIPES[name])
     if summary.built:
         echo(summary.line())
     return directory
+
+
+def _drop_if_outdated(directory: Path, echo: Callable[[str], None]) -> None:
+    """A built-in cache is the package's own derived data: one made by an older statistics version is
+    deleted so that it can be rebuilt, instead of refusing the user's first search."""
+    from autoproxy.cache.manifest import MANIFEST_NAME, read_manifest
+    from autoproxy.statistics import STATISTICS_VERSION
+
+    if not (directory / MANIFEST_NAME).is_file():
+        return
+    try:
+        version = read_manifest(directory).settings.statistics_version
+    except CacheError:
+        version = None
+    if version != STATISTICS_VERSION:
+        echo(f"rebuilding {directory}: made by statistics version {version}, this autoproxy has {STATISTICS_VERSION}")
+        shutil.rmtree(directory)
