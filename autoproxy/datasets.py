@@ -23,6 +23,7 @@ SPLIT_SEED = 0                  # the split never changes with the training seed
 _CIFAR_BINARY_RECORD = 1 + 3 * 32 * 32
 _CIFAR_NPZ_NAME = "cifar10.npz"
 NAMED_DATASETS = ("digits",)   # datasets that need no file (cifar10 needs a folder)
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")   # an .npz is a zip archive (the second: an empty one)
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,21 @@ def _load_digits() -> ImageDataset:
     return _assemble("digits", train_x, train_y, val_x, val_y, scale=16.0)
 
 
+def _require_zip(path: Path) -> None:
+    """``numpy.load`` takes any file that is neither a zip nor an ``.npy`` for a pickle, so a text
+    file would be refused as "pickled data"; say what the file is not instead."""
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    if start not in _ZIP_SIGNATURES:
+        raise DataError(f"{path} is not an .npz images file (an .npz is a zip archive of numpy arrays; "
+                        f"this file starts with {start!r})")
+
+
 def read_labelled_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``images`` as uint8 NCHW and ``labels`` as int64 from an ``.npz``, read without unpickling."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    _require_zip(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -128,6 +140,7 @@ def _load_cifar10(folder: Path) -> ImageDataset:
 
 
 def _load_cifar10_npz(path: Path) -> ImageDataset:
+    _require_zip(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

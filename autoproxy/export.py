@@ -7,6 +7,11 @@ Standalone module, how: the engine's own statistics code (``autoproxy/flops.py``
 no second hand-written version of each formula can drift from the engine; the interpreter is
 tested against the packed evaluator on random expressions covering every primitive, and the
 exported file is checked (by parsing it) to import only torch and the standard library.
+
+Nothing read from a file reaches the generated code as text: the formula in its docstring is
+derived from the parsed expression, the expression is embedded through ``repr``, and the parsed
+module must hold exactly the docstring and the statements the generator wrote. An export
+generates and checks everything before it writes anything, then writes each file atomically.
 """
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from autoproxy.cache.files import write_atomic
 from autoproxy.errors import AutoproxyError
-from autoproxy.registry import DEFAULT_SUB_BATCHES, check_name, proxy_document, save_proxy
+from autoproxy.registry import DEFAULT_SUB_BATCHES, proxy_document, registry_entry, validate_document
 
 BUNDLED_MODULES = ("autoproxy.flops", "autoproxy.statistics", "autoproxy.proxy_runtime")
 ALLOWED_IMPORTS = frozenset(sys.stdlib_module_names) | {"torch"}
@@ -82,10 +88,34 @@ def run_document(directory: str | Path, name: str, pick: str = "best") -> dict[s
 
 
 def export_run(directory: str | Path, name: str, pick: str = "best", *, registry: Path | None = None,
-               overwrite: bool = False) -> tuple[dict[str, Any], Path]:
-    """Add a run's formula to the user registry; returns its document and file."""
+               overwrite: bool = False, python_out: str | Path | None = None) -> tuple[dict[str, Any], Path]:
+    """Add a run's formula to the user registry and, with ``python_out``, write its standalone module;
+    returns the document and its registry file. Both files are generated and checked before either
+    is written, so a refused or failed export leaves neither."""
     doc = run_document(directory, name, pick)
-    return doc, save_proxy(doc, registry, overwrite=overwrite)
+    path, entry = registry_entry(doc, registry, overwrite=overwrite)
+    module = [] if python_out is None else [(Path(python_out), standalone_source(doc).encode())]
+    write_all_or_none([*module, (path, entry)])
+    return doc, path
+
+
+def write_all_or_none(files: list[tuple[Path, bytes]]) -> None:
+    """Write each file atomically, in order; when one fails, restore the ones already written."""
+    written: list[tuple[Path, bytes | None]] = []
+    try:
+        for path, content in files:
+            previous = path.read_bytes() if path.is_file() else None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, content)
+            written.append((path, previous))
+    except OSError as err:
+        failed = err.filename or path
+        for done, previous in reversed(written):
+            if previous is None:
+                done.unlink(missing_ok=True)
+            else:
+                write_atomic(done, previous)
+        raise ExportError(f"cannot write {failed}: {err.strerror}; nothing was exported") from None
 
 
 # ---------------------------------------------------------------- standalone module
@@ -105,6 +135,11 @@ def _top_level_names(tree: ast.Module) -> set[str]:
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.add(node.target.id)
     return names
+
+
+def _imported_names(tree: ast.Module) -> set[str]:
+    return {alias.asname or alias.name.split(".")[0] for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
 
 
 def _strip_package_imports(module: str, source: str) -> tuple[str, set[str], set[str]]:
@@ -128,8 +163,11 @@ def _strip_package_imports(module: str, source: str) -> tuple[str, set[str], set
 def standalone_source(doc: dict[str, Any]) -> str:
     """A Python module defining ``<name>(net, inputs, targets, loss_fn=None, split_data=1) -> float``."""
     from autoproxy import __version__
+    from primitives.symbolic import simplified_text
+    from primitives.tree import parse
 
-    name = check_name(doc["name"])
+    doc = validate_document(doc, f"proxy {doc.get('name')!r}")
+    name = doc["name"]
     parts, needed, defined = [], {"AutoproxyError"}, {"AutoproxyError"}
     for module in BUNDLED_MODULES:
         source, imported, names = _strip_package_imports(module, _module_source(module))
@@ -142,23 +180,22 @@ def standalone_source(doc: dict[str, Any]) -> str:
     missing = needed - defined
     if missing:
         raise ExportError(f"cannot bundle: {sorted(missing)} are imported from autoproxy but not bundled")
-    if name in defined or name.startswith("_EXPORTED"):
-        raise ExportError(f"proxy name {name!r} clashes with a name of the bundled code; choose another --name")
     expression = json.dumps(doc["tree"], separators=(",", ":"), allow_nan=False)
     sub_batches = int(doc.get("statistics", {}).get("sub_batches", DEFAULT_SUB_BATCHES))
-    pieces = [
-        f'"""Zero-cost proxy {name!r}, exported by autoproxy {__version__}; needs only torch.\n\n'
-        f"Formula: {doc.get('simplified', doc['expression'])}\n"
+    docstring = (
+        f"Zero-cost proxy {name!r}, exported by autoproxy {__version__}; needs only torch.\n\n"
+        f"Formula: {simplified_text(parse(doc['expression']))}\n"
         f"Expression: {doc['expression']}\n\n"
         f"Call ``{name}(net, inputs, targets, loss_fn=None, split_data=1) -> float`` (the NASLib /\n"
         "zero-cost-nas measure signature). The code below is autoproxy's statistics and interpreter,\n"
-        'copied verbatim; the expression is data.\n"""',
+        "copied verbatim; the expression is data.\n")
+    code = [
         "from __future__ import annotations\n\nimport json\n",
         "class AutoproxyError(Exception):\n    \"\"\"Base class of the bundled code's errors.\"\"\"\n",
     ]
     for module, source in parts:
-        pieces.append(f"# {'-' * 20} copied verbatim from {module.replace('.', '/')}.py {'-' * 20}\n{source}")
-    pieces.append(
+        code.append(f"# {'-' * 20} copied verbatim from {module.replace('.', '/')}.py {'-' * 20}\n{source}")
+    code.append(
         f"# {'-' * 20} the exported proxy {'-' * 20}\n"
         f"_EXPORTED_EXPRESSION = json.loads({expression!r})\n"
         f"_EXPORTED_SUB_BATCHES = {sub_batches}\n\n\n"
@@ -168,27 +205,29 @@ def standalone_source(doc: dict[str, Any]) -> str:
         '    compatibility only. ``net`` is not modified."""\n'
         f"    statistics = compute_statistics(net, inputs, targets, loss_fn, sub_batches=_EXPORTED_SUB_BATCHES)\n"
         f"    return evaluate_expression(_EXPORTED_EXPRESSION, statistics)\n")
-    text = "\n\n".join(pieces)
-    _check_imports(text)
+    text = "\n\n".join([f'"""{docstring}"""', *code])
+    _check_module(text, docstring, code, name)
     return text
 
 
-def _check_imports(text: str) -> None:
-    """The module must parse and import nothing but torch and the standard library."""
+def _check_module(text: str, docstring: str, code: list[str], name: str) -> None:
+    """The module must parse into exactly the intended docstring followed by the generator's own
+    statements (so no text can have escaped the docstring), bind the proxy's name only by its final
+    ``def`` (an earlier binding of that name would be shadowed), and import nothing but torch and the
+    standard library."""
     try:
-        tree = ast.parse(text)
+        module = ast.parse(text)
     except SyntaxError as err:
         raise ExportError(f"generated module does not parse: {err}") from None
-    for node in ast.walk(tree):
+    statements = 1 + sum(len(ast.parse(piece).body) for piece in code)
+    if ast.get_docstring(module, clean=False) != docstring or len(module.body) != statements:
+        raise ExportError("generated module holds statements the generator did not write; refused")
+    before = ast.Module(body=module.body[:-1], type_ignores=[])
+    if name in _top_level_names(before) | _imported_names(before) or name.startswith("_EXPORTED"):
+        raise ExportError(f"proxy name {name!r} clashes with a name of the bundled code; choose another --name")
+    for node in ast.walk(module):
         modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
             [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-        for module in modules:
-            if module.split(".")[0] not in ALLOWED_IMPORTS:
-                raise ExportError(f"generated module would import {module!r}; only torch and the stdlib are allowed")
-
-
-def write_standalone(doc: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(standalone_source(doc))
-    return path
+        for imported in modules:
+            if imported.split(".")[0] not in ALLOWED_IMPORTS:
+                raise ExportError(f"generated module would import {imported!r}; only torch and the stdlib are allowed")

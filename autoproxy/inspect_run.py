@@ -1,22 +1,34 @@
-"""Read a search run back: the Pareto front of correlation against complexity, each front member's
-rank correlations on every split and task, its size bias and top-K quality, and plots.
+"""Read a search run back: the Pareto front of correlation against complexity, the formula the run
+chose on validation (marked, and shown even when it is off the front), each formula's rank
+correlations on every split and task, its size bias and top-K quality, and plots.
 
-Reads the run directory only (never writes to it) and re-scores the front on the run's caches with
-the run's own splits, so the numbers are those the search would report.
+Reads the run directory only (never writes to it) and re-scores the formulas on the run's caches with
+the run's own splits and the search's own rule for archs where a formula is undefined (they rank
+last, ``search.expressions.report_scores``), so the numbers are those the search would report.
 """
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autoproxy.errors import AutoproxyError
-from autoproxy.rank_metrics import applicable_k, best_ranking_at_k, precision_at_k
+from autoproxy.rank_metrics import applicable_k, best_ranking_at_k, count_undefined, precision_at_k
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from search.tasks import Task
 
 SPLITS = ("train", "validation", "test")
+CHOSEN_MARK = "*"
+NO_RESULT_NOTE = "no result.json yet (run interrupted or still running): no formula is chosen, none is marked"
+NOTHING_CHOSEN_NOTE = "result.json chose no formula (none was valid on validation): none is marked"
 
 
 class RunError(AutoproxyError):
@@ -35,9 +47,11 @@ class Candidate:
 
 @dataclass
 class TaskScores:
-    """One formula on one task: (Kendall, Spearman) per split, and test-split diagnostics."""
+    """One formula on one task: (Kendall, Spearman) per split, how many archs it is undefined on per
+    split (they rank last), and test-split diagnostics."""
 
     correlations: dict[str, tuple[float, float]]
+    undefined: dict[str, int]
     params_rho: float
     flops_rho: float
     precision: dict[int, float]
@@ -48,21 +62,32 @@ class TaskScores:
 
 @dataclass
 class Row:
-    number: int
+    """One formula of the table, scored on every task."""
+
+    number: int | None          # its `export --pick` number on the front; None: off the Pareto front
     candidate: Candidate
     simplified: str
     latex: str
-    tasks: dict[str, TaskScores | None] = field(default_factory=dict)   # None: invalid on that task
+    tasks: dict[str, TaskScores | None] = field(default_factory=dict)   # None: the search voids that task
 
 
 @dataclass
 class RunReport:
+    """Everything ``inspect`` shows of one run."""
+
     directory: Path
     config: dict[str, Any]
     log: list[dict[str, Any]]
     candidates: list[Candidate]
-    rows: list[Row]
-    chosen: str | None          # expression of result.json's chosen formula, if the run finished
+    rows: list[Row]             # the Pareto front, simplest first
+    chosen: Row | None          # result.json's chosen formula: one of ``rows`` or an extra row off the front
+    chosen_note: str            # where ``chosen`` comes from, or why there is none
+
+    @property
+    def shown_rows(self) -> list[Row]:
+        """The front, then the chosen formula where it is off the front (so it is always shown)."""
+        off_front = [self.chosen] if self.chosen is not None and self.chosen.number is None else []
+        return self.rows + off_front
 
 
 def _read_json(path: Path) -> Any:
@@ -100,15 +125,27 @@ def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
     return front
 
 
-def _task_scores(tree, task) -> TaskScores | None:
-    from search.expressions import score_tree
+def _split_scores(tree: Any, task: Task, split: str) -> tuple[np.ndarray, int] | None:
+    """Per-arch scores on one split by the search's report rule (undefined archs rank last) and how
+    many archs were undefined; None where the search voids the split (undefined or constant on it)."""
+    from search.expressions import report_scores
+
+    scorer = task.scorer(split)
+    scores = report_scores(tree, scorer)
+    if scores is None:
+        return None
+    return scores, count_undefined(scorer.values(tree).cpu().numpy())   # values are memoised: no re-evaluation
+
+
+def _task_scores(tree: Any, task: Task) -> TaskScores | None:
     from search.fitness import kendall_tau, spearman_rho
 
-    correlations = {}
+    correlations, undefined = {}, {}
     for split in SPLITS:
-        scores, reason = score_tree(tree, task.scorer(split))
-        if reason is not None:
+        split_scores = _split_scores(tree, task, split)
+        if split_scores is None:
             return None
+        scores, undefined[split] = split_scores
         accuracy = task.accuracy_of(split)
         correlations[split] = (float(kendall_tau(scores, accuracy)), float(spearman_rho(scores, accuracy)))
     # scores and accuracy are now the test split's (the last of SPLITS)
@@ -116,7 +153,7 @@ def _task_scores(tree, task) -> TaskScores | None:
     size = {name: packed.net_scalars[name].double().cpu().numpy() for name in ("params", "flops")}
     ks = applicable_k(len(scores))
     return TaskScores(
-        correlations=correlations,
+        correlations=correlations, undefined=undefined,
         params_rho=float(spearman_rho(scores, size["params"])),
         flops_rho=float(spearman_rho(scores, size["flops"])),
         precision={k: precision_at_k(scores, accuracy, k) for k in ks},
@@ -124,8 +161,29 @@ def _task_scores(tree, task) -> TaskScores | None:
         test_scores=scores, test_accuracy=accuracy)
 
 
+def _read_result(directory: Path) -> dict[str, Any] | None:
+    """result.json, or None while the run has none (interrupted or still running)."""
+    path = directory / "result.json"
+    return _read_json(path) if path.is_file() else None
+
+
+def _journal_candidate(expression: str, candidates: list[Candidate], directory: Path) -> Candidate:
+    """The journal's record of result.json's chosen formula (the run chose among journalled formulas)."""
+    for candidate in candidates:
+        if candidate.expression == expression:
+            return candidate
+    raise RunError(f"{directory}: result.json chose {expression!r}, which its evaluation journal lacks")
+
+
+def _chosen_note(chosen: dict[str, Any], row: Row) -> str:
+    """What the chosen mark means, with result.json's validation fitness and where the row is shown."""
+    validation = chosen.get("validation_fitness")
+    where = "not on the Pareto front, shown after it" if row.number is None else f"Pareto-front row {row.number}"
+    return f"chosen on validation (result.json; validation fitness {_number(validation)}), {where}"
+
+
 def inspect_run(directory: str | Path) -> RunReport:
-    """The Pareto front of a run, each member scored on every split of every task."""
+    """The Pareto front of a run and its chosen formula, each scored on every split of every task."""
     from primitives.symbolic import simplified_latex, simplified_text
     from search.expressions import parse
     from search.tasks import load_task
@@ -135,18 +193,25 @@ def inspect_run(directory: str | Path) -> RunReport:
         raise RunError(f"{directory} is not a search run directory (no config.json / checkpoint.json)")
     config = _read_json(directory / "config.json")
     log = [json.loads(line) for line in (directory / "log.jsonl").read_text().splitlines() if line.strip()]
-    result_path = directory / "result.json"
-    result = _read_json(result_path) if result_path.is_file() else {}
     candidates = read_candidates(directory)
     tasks = [load_task(path, index, tuple(config["split_fractions"]), config["seed"])
              for index, path in enumerate(config["caches"])]
-    rows = []
-    for number, candidate in enumerate(pareto_front(candidates), start=1):
+
+    def row(number: int | None, candidate: Candidate) -> Row:
         tree = parse(candidate.expression)
-        rows.append(Row(number, candidate, simplified_text(tree), simplified_latex(tree),
-                        {task.name: _task_scores(tree, task) for task in tasks}))
-    chosen = (result.get("chosen") or {}).get("expression")
-    return RunReport(directory, config, log, candidates, rows, chosen)
+        return Row(number, candidate, simplified_text(tree), simplified_latex(tree),
+                   {task.name: _task_scores(tree, task) for task in tasks})
+
+    front = pareto_front(candidates)
+    rows = [row(number, candidate) for number, candidate in enumerate(front, start=1)]
+    result = _read_result(directory)
+    chosen_record = (result or {}).get("chosen")
+    if chosen_record is None:
+        note = NO_RESULT_NOTE if result is None else NOTHING_CHOSEN_NOTE
+        return RunReport(directory, config, log, candidates, rows, None, note)
+    candidate = _journal_candidate(chosen_record["expression"], candidates, directory)
+    chosen = next((r for r in rows if r.candidate is candidate), None) or row(None, candidate)
+    return RunReport(directory, config, log, candidates, rows, chosen, _chosen_note(chosen_record, chosen))
 
 
 # ---------------------------------------------------------------- text
@@ -154,94 +219,119 @@ def _number(value: float | None) -> str:
     return "   -  " if value is None or not np.isfinite(value) else f"{value:+.3f}"
 
 
+def _legend(report: RunReport, mark: str) -> str:
+    """The line that says what ``mark`` means, or that no row carries it."""
+    return f"{mark} {report.chosen_note}" if report.chosen is not None else report.chosen_note
+
+
+def _undefined_counts(scores: TaskScores) -> str:
+    """How many archs ranked last as undefined, per split where any did (empty when none did)."""
+    counts = ", ".join(f"{split} {count}" for split, count in scores.undefined.items() if count)
+    return f"  undefined archs (ranked last): {counts}" if counts else ""
+
+
+def _task_lines(row: Row) -> list[str]:
+    """Two lines per task: τ and ρ per split, then the test split's size bias and top-K figures."""
+    lines = []
+    for task, scores in row.tasks.items():
+        if scores is None:
+            lines.append(f"    {task}: undefined or constant on a whole split (the search voids it)")
+            continue
+        splits = "  ".join(f"{split} τ {_number(tau)} ρ {_number(rho)}"
+                           for split, (tau, rho) in scores.correlations.items())
+        top = "  ".join(f"P@{k} {p:.2f} BR@{k} {scores.best_ranking[k]}" for k, p in scores.precision.items())
+        lines.append(f"    {task}: {splits}{_undefined_counts(scores)}")
+        lines.append(f"    {task} test: ρ(params) {_number(scores.params_rho)}  ρ(flops) "
+                     f"{_number(scores.flops_rho)}  {top}".rstrip())
+    return lines
+
+
 def format_table(report: RunReport) -> str:
-    """A PySR-style equations table: one block per Pareto-optimal formula."""
+    """A PySR-style equations table: one block per Pareto-optimal formula, then the chosen formula if
+    it is off the front; the chosen one is marked in the first column."""
     lines = [f"run {report.directory}: {len(report.candidates)} valid formulas, "
-             f"{len(report.rows)} on the Pareto front (train fitness against complexity)"]
-    for row in report.rows:
-        marker = "  <- chosen" if row.candidate.expression == report.chosen else ""
-        lines.append(f"\n[{row.number}] complexity {row.candidate.complexity}  train fitness "
-                     f"{row.candidate.train_fitness:+.4f}{marker}")
+             f"{len(report.rows)} on the Pareto front (train fitness against complexity)",
+             _legend(report, CHOSEN_MARK)]
+    for row in report.shown_rows:
+        mark = CHOSEN_MARK if row is report.chosen else " "
+        label = "[off the front]" if row.number is None else f"[{row.number}]"
+        lines.append(f"\n{mark} {label} complexity {row.candidate.complexity}  train fitness "
+                     f"{row.candidate.train_fitness:+.4f}")
         lines.append(f"    {row.simplified}")
-        for task, scores in row.tasks.items():
-            if scores is None:
-                lines.append(f"    {task}: invalid on a full split")
-                continue
-            splits = "  ".join(f"{split} τ {_number(tau)} ρ {_number(rho)}"
-                               for split, (tau, rho) in scores.correlations.items())
-            top = "  ".join(f"P@{k} {p:.2f} BR@{k} {scores.best_ranking[k]}" for k, p in scores.precision.items())
-            lines.append(f"    {task}: {splits}")
-            lines.append(f"    {task} test: ρ(params) {_number(scores.params_rho)}  ρ(flops) "
-                         f"{_number(scores.flops_rho)}  {top}".rstrip())
+        lines += _task_lines(row)
     return "\n".join(lines)
 
 
+def _latex_row(report: RunReport, row: Row, tasks: list[str]) -> str:
+    """Complexity (marked if chosen), test τ and ρ per task, the formula."""
+    mark = f"$^{CHOSEN_MARK}$" if row is report.chosen else ""
+    cells = [f"{row.candidate.complexity}{mark}"]
+    for task in tasks:
+        scores = row.tasks[task]
+        tau, rho = scores.correlations["test"] if scores else (None, None)
+        cells += [_number(tau), _number(rho)]
+    cells.append(f"${row.latex}$")
+    return " & ".join(cells) + " \\\\"
+
+
 def format_latex(report: RunReport) -> str:
-    """A LaTeX table: complexity, test τ / ρ per task, the simplified formula."""
-    tasks = list(report.rows[0].tasks) if report.rows else []
+    """A LaTeX table: complexity, test τ / ρ per task, the simplified formula; the chosen formula is
+    marked (below a rule when it is off the front) and a last line says what the mark means."""
+    shown = report.shown_rows
+    tasks = list(shown[0].tasks) if shown else []
     header = " & ".join(["complexity", *(f"{t} $\\tau$ & {t} $\\rho$" for t in tasks), "formula"])
     lines = ["\\begin{tabular}{r" + "rr" * len(tasks) + "l}", "\\toprule", header + " \\\\", "\\midrule"]
-    for row in report.rows:
-        cells = [str(row.candidate.complexity)]
-        for task in tasks:
-            scores = row.tasks[task]
-            tau, rho = scores.correlations["test"] if scores else (None, None)
-            cells += [_number(tau), _number(rho)]
-        cells.append(f"${row.latex}$")
-        lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
+    for row in shown:
+        if row.number is None:
+            lines.append("\\midrule")
+        lines.append(_latex_row(report, row, tasks))
+    legend = _legend(report, f"$^{CHOSEN_MARK}$")
+    lines += ["\\bottomrule", f"\\multicolumn{{{2 + 2 * len(tasks)}}}{{l}}{{{legend}}} \\\\", "\\end{tabular}"]
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- plots
-def write_plots(report: RunReport, out: str | Path) -> list[Path]:
-    """fitness.png (best and median fitness per generation), test_scores.png (the chosen formula,
-    else the front's best on validation, against test accuracy) and pareto.png."""
+def describe(report: RunReport, row: Row) -> str:
+    """Which formula a plot shows: chosen or not, on the front or not, its complexity and formula."""
+    choice = "chosen on validation" if row is report.chosen else "not chosen"
+    place = "not on the Pareto front" if row.number is None else f"Pareto-front row {row.number}"
+    return f"{choice}, {place}, complexity {row.candidate.complexity}: {row.simplified}"
+
+
+def _wrapped(text: str, width: int) -> str:
+    """Long formulas wrap (``width`` characters) instead of being cut, so a plot names them whole."""
+    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
+
+
+def _pyplot() -> ModuleType:
+    """pyplot on the file-only Agg backend (inspect runs on machines without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    return plt
 
-    figure, axes = plt.subplots(figsize=(6, 4))
+
+def _fitness_figure(report: RunReport) -> Figure:
+    """Best and median train fitness per generation, and the chosen formula's train fitness."""
+    figure, axes = _pyplot().subplots(figsize=(6, 4))
     generations = [line["generation"] for line in report.log]
-    for key, label in (("best_fitness", "best"), ("median_fitness", "median (valid)")):
+    for key, label in (("best_fitness", "best of the generation (any formula)"),
+                       ("median_fitness", "median of its valid formulas")):
         values = [line[key] if line[key] > -1 else np.nan for line in report.log]
         axes.plot(generations, values, marker="o", label=label)
-    axes.set(xlabel="generation", ylabel=f"train fitness ({report.config.get('metric', '')})")
-    axes.legend()
-    written.append(_save(figure, out / "fitness.png"))
-
-    row = _plotted_row(report)
-    if row is not None:
-        valid = {task: scores for task, scores in row.tasks.items() if scores is not None}
-        figure, all_axes = plt.subplots(1, len(valid), figsize=(5 * len(valid), 4), squeeze=False)
-        for axes, (task, scores) in zip(all_axes[0], valid.items()):
-            tau, rho = scores.correlations["test"]
-            axes.scatter(scores.test_scores, scores.test_accuracy, s=12)
-            axes.set(xlabel="proxy score", ylabel="accuracy (%)", title=f"{task} test: τ {tau:.3f}, ρ {rho:.3f}")
-        figure.suptitle(row.simplified[:90], fontsize=8)
-        written.append(_save(figure, out / "test_scores.png"))
-
-    figure, axes = plt.subplots(figsize=(6, 4))
-    axes.scatter([c.complexity for c in report.candidates], [c.train_fitness for c in report.candidates],
-                 s=8, alpha=0.4, label="evaluated")
-    axes.step([r.candidate.complexity for r in report.rows], [r.candidate.train_fitness for r in report.rows],
-              where="post", color="C3", marker="o", label="Pareto front")
-    axes.set(xlabel="complexity", ylabel="train fitness")
-    axes.legend()
-    written.append(_save(figure, out / "pareto.png"))
-    return written
+    if report.chosen is not None:
+        axes.axhline(report.chosen.candidate.train_fitness, color="C3", linestyle="--",
+                     label=_wrapped(describe(report, report.chosen), 60))
+    axes.set(title="train fitness of the population per generation", xlabel="generation",
+             ylabel=f"train fitness ({report.config.get('metric', '')})")
+    axes.legend(fontsize=7)
+    return figure
 
 
-def _plotted_row(report: RunReport) -> Row | None:
-    for row in report.rows:
-        if row.candidate.expression == report.chosen:
-            return row
-
+def _best_front_row_on_validation(report: RunReport) -> Row | None:
+    """What test_scores.png shows when the run chose nothing (it says so)."""
     def validation(row: Row) -> float:
         values = [s.correlations["validation"][0] for s in row.tasks.values() if s is not None]
         return float(np.mean(values)) if values else -np.inf
@@ -249,10 +339,66 @@ def _plotted_row(report: RunReport) -> Row | None:
     return max(report.rows, key=validation, default=None)
 
 
-def _save(figure, path: Path) -> Path:
+def _test_scores_title(report: RunReport, row: Row) -> str:
+    """The plotted formula, and why it is shown when it is not the chosen one."""
+    if row is report.chosen:
+        return describe(report, row)
+    return f"{describe(report, row)}\nshown as the front's best mean validation τ: {report.chosen_note}"
+
+
+def _test_scores_figure(report: RunReport) -> Figure | None:
+    """Proxy score against test accuracy per task for the chosen formula (without one: the front's
+    best on validation, titled as such); None when there is nothing to plot."""
+    row = report.chosen or _best_front_row_on_validation(report)
+    if row is None:
+        return None
+    valid = {task: scores for task, scores in row.tasks.items() if scores is not None}
+    if not valid:
+        return None
+    width = 5 * len(valid)
+    figure, all_axes = _pyplot().subplots(1, len(valid), figsize=(width, 4), squeeze=False)
+    for axes, (task, scores) in zip(all_axes[0], valid.items()):
+        tau, rho = scores.correlations["test"]
+        undefined = scores.undefined["test"]
+        note = f", {undefined} undefined (ranked last, leftmost)" if undefined else ""
+        axes.scatter(scores.test_scores, scores.test_accuracy, s=12)
+        axes.set(xlabel="proxy score", ylabel="accuracy (%)", title=f"{task} test: τ {tau:.3f}, ρ {rho:.3f}{note}")
+    figure.suptitle(_wrapped(_test_scores_title(report, row), 12 * width), fontsize=8)
+    return figure
+
+
+def _pareto_figure(report: RunReport) -> Figure:
+    """Every evaluated formula, the Pareto front (the table's numbered rows) and the chosen formula."""
+    figure, axes = _pyplot().subplots(figsize=(6, 4))
+    axes.scatter([c.complexity for c in report.candidates], [c.train_fitness for c in report.candidates],
+                 s=8, alpha=0.4, label="evaluated formulas")
+    axes.step([r.candidate.complexity for r in report.rows], [r.candidate.train_fitness for r in report.rows],
+              where="post", color="C3", marker="o", label=f"Pareto front (rows 1-{len(report.rows)})")
+    if report.chosen is not None:
+        chosen = report.chosen
+        axes.scatter([chosen.candidate.complexity], [chosen.candidate.train_fitness], marker="*", s=180, color="C2",
+                     edgecolor="black", zorder=3, label=_wrapped(describe(report, chosen), 60))
+    axes.set(title="train fitness against complexity", xlabel="complexity", ylabel="train fitness")
+    axes.legend(fontsize=7)
+    return figure
+
+
+def plot_figures(report: RunReport) -> dict[str, Figure]:
+    """The report's figures by file name; each names the formula(s) it shows."""
+    figures = {"fitness.png": _fitness_figure(report), "test_scores.png": _test_scores_figure(report),
+               "pareto.png": _pareto_figure(report)}
+    return {name: figure for name, figure in figures.items() if figure is not None}
+
+
+def write_plots(report: RunReport, out: str | Path) -> list[Path]:
+    """fitness.png, test_scores.png (the chosen formula against test accuracy) and pareto.png."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return [_save(figure, out / name) for name, figure in plot_figures(report).items()]
+
+
+def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
+    _pyplot().close(figure)
     return path

@@ -1,23 +1,16 @@
-"""Score a proxy directly on the networks of a benchmark file (no statistics cache) and compare its
-ranking with the file's ground truth and with the file's reference proxies on the same archs."""
+"""Score a proxy directly on the networks of a benchmark file (no statistics cache) under a grid of
+weight initialisations and minibatches, and compare its ranking with the file's ground truth and with
+the file's reference proxies on the same archs (single numbers, as the file has one score per arch)."""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from autoproxy.rank_metrics import applicable_k, best_ranking_at_k, precision_at_k
-
-
-@dataclass
-class ArchScore:
-    key: str
-    accuracy: float
-    score: float
-    reference: dict[str, float]
+from autoproxy.rank_metrics import ranking_figures
+from autoproxy.stability import Grid, Setup, Stability, figure_lines, json_ready, measure_stability, undefined_line
 
 
 @dataclass
@@ -26,93 +19,65 @@ class Evaluation:
     space: str
     task: str
     num_classes: int
-    archs: list[ArchScore]
-    spearman: float
-    kendall: float
-    precision: dict[int, float]
-    best_ranking: dict[int, int]
-    references: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # name -> (ρ, τ, archs)
-
-    @property
-    def finite(self) -> int:
-        return sum(math.isfinite(a.score) for a in self.archs)
-
-
-def _correlations(scores: np.ndarray, accuracy: np.ndarray) -> tuple[float, float, np.ndarray]:
-    from search.fitness import kendall_tau, spearman_rho
-
-    keep = np.isfinite(scores)
-    if keep.sum() < 2:
-        return math.nan, math.nan, keep
-    return float(spearman_rho(scores[keep], accuracy[keep])), float(kendall_tau(scores[keep], accuracy[keep])), keep
+    stability: Stability
+    references: dict[str, dict[str, float]]      # name -> ranking_figures of the file's scores
+    reference_scores: list[dict[str, float]]     # per arch: the file's scores
 
 
 def evaluate_proxy(proxy_name: str, benchmark: str | Path, space: str, task: str, *, data: str | Path | None = None,
                    limit: int | None = None, num_classes: int | None = None, batch_size: int = 64, seed: int = 0,
-                   progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    """Build each arch (seeded), compute the proxy on one minibatch, rank against the file."""
-    import torch
-
+                   grid: Grid = Grid(), progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    """The proxy's figures over the ``grid`` of draws on the archs of ``benchmark`` (``seed`` shuffles the
+    file before ``limit``), next to the file's reference proxies scored by the same rule."""
     from autoproxy.benchmark import load_benchmark
     from autoproxy.cache.build import num_classes_for, select_records
-    from autoproxy.data import DataError, load_minibatch
     from autoproxy.registry import get_proxy
-    from autoproxy.spaces import get_space
 
     proxy = get_proxy(proxy_name)
     records = select_records(load_benchmark(benchmark, space=space, task=task), seed, limit)
     classes = num_classes_for(task, num_classes)
-    inputs, targets, _ = load_minibatch(data, batch_size, seed, num_classes=classes)
-    if int(targets.max()) >= classes:
-        raise DataError(f"{data} has labels up to {int(targets.max())} but task {task!r} has {classes} classes; "
-                        "pass --num-classes")
-    builder = get_space(space)
-    archs = []
-    for done, record in enumerate(records, start=1):
-        torch.manual_seed(seed)
-        model = builder.build(record.key, num_classes=classes, in_channels=inputs.shape[1])
-        archs.append(ArchScore(record.key, record.accuracy, float(proxy(model, inputs, targets)), dict(record.scores)))
-        if progress is not None:
-            progress(done, len(records))
-    scores = np.array([a.score for a in archs])
-    accuracy = np.array([a.accuracy for a in archs])
-    rho, tau, keep = _correlations(scores, accuracy)
-    ks = applicable_k(len(archs))
-    references = {}
-    for name in sorted({n for a in archs for n in a.reference}):
-        values = np.array([a.reference.get(name, math.nan) for a in archs])
-        ref_rho, ref_tau, ref_keep = _correlations(values, accuracy)
-        references[name] = (ref_rho, ref_tau, int(ref_keep.sum()))
-    return Evaluation(proxy.name, space, task, classes, archs, rho, tau,
-                      {k: precision_at_k(scores, accuracy, k) for k in ks},
-                      {k: best_ranking_at_k(scores, accuracy, k) for k in ks}, references)
+    setup = Setup(space, classes, None if data is None else str(data), batch_size=batch_size)
+    stability = measure_stability(proxy, setup, [r.key for r in records], [r.accuracy for r in records], grid,
+                                  progress=progress)
+    names = sorted({name for record in records for name in record.scores})
+    references = {name: ranking_figures(np.array([r.scores.get(name, np.nan) for r in records]), stability.accuracy,
+                                        stability.params, stability.flops) for name in names}
+    return Evaluation(proxy.name, space, task, classes, stability, references, [dict(r.scores) for r in records])
 
 
 def format_evaluation(evaluation: Evaluation) -> str:
+    """One line per figure (mean ± std over the draws), then the reference proxies' single figures."""
     e = evaluation
-    lines = [f"{e.proxy} on {e.space}/{e.task} ({e.num_classes} classes): {len(e.archs)} archs, "
-             f"{e.finite} finite scores",
-             f"  spearman ρ {e.spearman:+.4f}   kendall τ {e.kendall:+.4f}   " +
-             "  ".join(f"P@{k} {p:.2f} BR@{k} {e.best_ranking[k]}" for k, p in e.precision.items()),
-             "  reference proxies from the benchmark file, same archs:"]
-    for name, (rho, tau, count) in e.references.items():
+    report = e.stability.to_json()
+    inits, batches = e.stability.grid.init_seeds, e.stability.grid.batch_seeds
+    lines = [f"{e.proxy} on {e.space}/{e.task} ({e.num_classes} classes): {len(e.stability.keys)} archs, "
+             f"draws: {len(inits) * len(batches)} (init seeds {_span(inits)} × batch seeds {_span(batches)})",
+             f"  {undefined_line(report)}",
+             f"  {'figure':<14}mean ± std over draws   [min, max]",
+             *(f"  {line}" for line in figure_lines(report)),
+             "  reference proxies from the benchmark file, same archs (one score per arch):"]
+    for name, figures in e.references.items():
         mark = "  <-" if name == e.proxy else ""
-        lines.append(f"    {name:<10} ρ {rho:+.4f}  τ {tau:+.4f}  ({count} archs){mark}")
+        lines.append(f"    {name:<10} ρ {figures['spearman']:+.4f}  τ {figures['kendall']:+.4f}  "
+                     f"partial ρ {figures['partial_spearman']:+.4f}  ({figures['undefined']} of "
+                     f"{len(e.stability.keys)} undefined){mark}")
     return "\n".join(lines)
 
 
-def evaluation_json(evaluation: Evaluation) -> dict:
-    """Per-arch scores and the summary, JSON-ready (non-finite numbers become null)."""
-    def clean(x: float) -> float | None:
-        return x if math.isfinite(x) else None
+def _span(seeds: list[int]) -> str:
+    return f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
 
-    e = evaluation
-    return {
+
+def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
+    """The summary, the per-draw figures, the references and every arch's scores (``[init][batch]``),
+    JSON-ready (non-finite numbers become null)."""
+    e, s = evaluation, evaluation.stability
+    return json_ready({
         "proxy": e.proxy, "space": e.space, "task": e.task, "num_classes": e.num_classes,
-        "spearman": clean(e.spearman), "kendall": clean(e.kendall),
-        "precision_at_k": {str(k): v for k, v in e.precision.items()},
-        "best_ranking_at_k": {str(k): v for k, v in e.best_ranking.items()},
-        "references": {n: {"spearman": clean(r), "kendall": clean(t), "archs": c} for n, (r, t, c) in e.references.items()},
-        "archs": [{"key": a.key, "accuracy": a.accuracy, "score": clean(a.score),
-                   "reference": {n: clean(v) for n, v in a.reference.items()}} for a in e.archs],
-    }
+        "stability": s.to_json(),
+        "references": e.references,
+        "archs": [{"key": key, "accuracy": float(accuracy), "params": float(params), "flops": float(flops),
+                   "scores": scores.tolist(), "reference": reference}
+                  for key, accuracy, params, flops, scores, reference
+                  in zip(s.keys, s.accuracy, s.params, s.flops, s.scores, e.reference_scores)],
+    })

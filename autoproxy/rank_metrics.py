@@ -1,17 +1,102 @@
-"""Top-K metrics of a proxy's ranking, as NAS-Bench-Suite-Zero-style reports give them next to the
-rank correlations (which live in ``search/fitness.py``).
+"""How a proxy's ranking of archs is scored against their accuracy: one rule for archs where the proxy
+is undefined, the rank correlations, and the top-K, regret and size-controlled figures that
+NAS-Bench-Suite-Zero-style reports give next to them.
 
-Both rank archs by the proxy (highest score first; NaN last; ties in input order) and by accuracy
+Plain numpy and scipy, imported by the search (fitness, validation, final report), by ``autoproxy
+evaluate`` and by the stability report, so that every figure of the project means the same thing.
+
+The rule for undefined scores (:func:`undefined_last`): an arch where the proxy is not finite ranks
+last (worst), as a failed proxy does in NAS-Bench-Suite-Zero; it is never dropped, since dropping the
+archs a proxy fails on would flatter it. Reports print how many archs were undefined.
+
+Top-K metrics rank archs by the proxy (highest score first; ties in input order) and by accuracy
 (highest first):
 
 * Precision@K: the fraction of the proxy's top K that are among the K most accurate archs;
-* BestRanking@K: the true rank (1 = the most accurate arch) of the best arch among the proxy's top K.
+* BestRanking@K: the true rank (1 = the most accurate arch) of the best arch among the proxy's top K;
+* top-1 regret: accuracy of the best arch minus accuracy of the arch the proxy ranks first.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+from scipy.stats import rankdata
 
 TOP_K = (5, 25, 100)
+_RESIDUAL_TOLERANCE = 1e-9  # residual norm / centred norm below which nothing is left after partialling out
+
+
+def undefined_last(scores: np.ndarray) -> np.ndarray:
+    """A copy of ``scores`` whose non-finite entries sit below every finite score, so they rank last."""
+    values = np.array(scores, dtype=np.float64)
+    finite = np.isfinite(values)
+    lowest = values[finite].min() if finite.any() else 0.0
+    values[~finite] = lowest - max(1.0, abs(lowest))
+    return values
+
+
+def count_undefined(scores: np.ndarray) -> int:
+    """How many archs the proxy is undefined (non-finite) on."""
+    return int((~np.isfinite(np.asarray(scores, dtype=np.float64))).sum())
+
+
+def _pairwise_signs(values: np.ndarray) -> np.ndarray:
+    """sign(v_i - v_j) for every pair, batched over leading axes: (..., M) -> (..., M, M)."""
+    return np.sign(values[..., :, None] - values[..., None, :])
+
+
+def kendall_tau(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b along the last axis (ties handled as scipy does); nan where x or y is constant.
+
+    O(M²) memory per row, meant for subsets and splits of at most a few thousand archs.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    sx, sy = _pairwise_signs(x), _pairwise_signs(y)
+    pairs_x = (sx != 0).sum(axis=(-2, -1)) / 2.0
+    pairs_y = (sy != 0).sum(axis=(-2, -1)) / 2.0
+    concordance = (sx * sy).sum(axis=(-2, -1)) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return concordance / np.sqrt(pairs_x * pairs_y)
+
+
+def spearman_rho(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho along the last axis (average ranks for ties); nan where x or y is constant."""
+    return pearson(rankdata(x, axis=-1), rankdata(y, axis=-1))
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis; nan where x or y is constant."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    xc = x - x.mean(axis=-1, keepdims=True)
+    yc = y - y.mean(axis=-1, keepdims=True)
+    denominator = np.sqrt((xc * xc).sum(axis=-1) * (yc * yc).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = (xc * yc).sum(axis=-1) / denominator
+    return np.where(denominator > 0, result, np.nan)
+
+
+def partial_spearman(scores: np.ndarray, accuracy: np.ndarray, controls: Sequence[np.ndarray]) -> float:
+    """Spearman's rho of scores and accuracy with the ``controls`` (params, FLOPs) partialled out: what a
+    proxy knows about accuracy beyond network size. Ranks of scores and accuracy are each regressed on
+    [1, ranks of every control]; the result is the Pearson correlation of the residuals, and 0 when
+    either is a function of the controls alone (nothing is left to correlate). Scores must be finite
+    (see :func:`undefined_last`)."""
+    design = np.column_stack([np.ones(len(accuracy))] + [rankdata(control) for control in controls])
+    score_residual = _residual(rankdata(scores), design)
+    accuracy_residual = _residual(rankdata(accuracy), design)
+    if score_residual is None or accuracy_residual is None:
+        return 0.0
+    return float(pearson(score_residual, accuracy_residual))
+
+
+def _residual(ranks: np.ndarray, design: np.ndarray) -> np.ndarray | None:
+    """Least-squares residual of ``ranks`` on ``design``; None when it is numerically zero."""
+    residual = ranks - design @ np.linalg.lstsq(design, ranks, rcond=None)[0]
+    centred = np.linalg.norm(ranks - ranks.mean())
+    return None if np.linalg.norm(residual) <= _RESIDUAL_TOLERANCE * max(centred, 1.0) else residual
 
 
 def _order(values: np.ndarray) -> np.ndarray:
@@ -41,6 +126,33 @@ def best_ranking_at_k(scores: np.ndarray, accuracy: np.ndarray, k: int) -> int:
     return int(true_rank[_order(scores)[:k]].min())
 
 
+def top1_regret(scores: np.ndarray, accuracy: np.ndarray) -> float:
+    """Accuracy lost by picking the proxy's favourite: best accuracy minus that of the top-ranked arch."""
+    _check(scores, accuracy, 1)
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    return float(accuracy.max() - accuracy[_order(scores)[0]])
+
+
 def applicable_k(count: int, ks: tuple[int, ...] = TOP_K) -> tuple[int, ...]:
     """The K values that say something for ``count`` archs (K below the number of archs)."""
     return tuple(k for k in ks if k < count)
+
+
+def ranking_figures(scores: np.ndarray, accuracy: np.ndarray, params: np.ndarray,
+                    flops: np.ndarray) -> dict[str, float]:
+    """Every figure of one ranking, archs where the proxy is undefined ranked last: ``spearman``,
+    ``kendall``, ``partial_spearman`` (params and FLOPs partialled out), ``top1_regret``,
+    ``precision_at_K`` and ``best_ranking_at_K`` for each applicable K, and the ``undefined`` count."""
+    ranked = undefined_last(scores)
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    figures = {
+        "spearman": float(spearman_rho(ranked, accuracy)),
+        "kendall": float(kendall_tau(ranked, accuracy)),
+        "partial_spearman": partial_spearman(ranked, accuracy, [params, flops]),
+        "top1_regret": top1_regret(ranked, accuracy),
+    }
+    ks = applicable_k(len(ranked))
+    figures.update({f"precision_at_{k}": precision_at_k(ranked, accuracy, k) for k in ks})
+    figures.update({f"best_ranking_at_{k}": best_ranking_at_k(ranked, accuracy, k) for k in ks})
+    figures["undefined"] = count_undefined(scores)
+    return figures

@@ -5,6 +5,10 @@ files in a user registry directory, and proxies shipped by other packages throug
 A registry file is data, never code: it is read with ``json.loads`` and its expression is parsed by
 the expression language's own parser against the whitelisted primitives and leaves, so a file that
 holds Python code, unknown names or inconsistent forms is refused with one line naming the file.
+What is shown or exported is derived from the parsed expression; the free-text fields
+(``simplified``, the strings of ``source``) are for people reading the file, must be printable
+single lines, and are never displayed as the formula nor written into generated code. A bad file
+hides only itself: listing reports it and goes on.
 
 File format (``<registry dir>/<name>.json``)::
 
@@ -13,13 +17,19 @@ File format (``<registry dir>/<name>.json``)::
 """
 from __future__ import annotations
 
+import builtins
 import json
+import keyword
 import os
 import re
+import reprlib
+import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from autoproxy.cache.files import write_atomic
 from autoproxy.errors import AutoproxyError, ExpressionError
 
 REGISTRY_ENV = "AUTOPROXY_REGISTRY"
@@ -29,10 +39,16 @@ DEFAULT_SUB_BATCHES = 4  # autoproxy.statistics.DEFAULT_SUB_BATCHES, repeated to
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _KEYS = frozenset({"format", "name", "expression", "tree", "simplified", "statistics", "source"})
 _REQUIRED = frozenset({"format", "name", "expression", "tree"})
+_MAX_TEXT = 4096            # characters of one free-text string
+_MAX_SOURCE_DEPTH = 4       # nesting of the 'source' object (run, config, scores by task)
 
 
 class RegistryError(AutoproxyError):
     """A proxy that cannot be found, saved or trusted (the message names the file or name)."""
+
+
+class RegistryWarning(UserWarning):
+    """A registry file or entry point that was skipped while listing (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -75,10 +91,31 @@ def registry_dir() -> Path:
 
 
 def check_name(name: str) -> str:
-    """Proxy names are Python identifiers (an exported module defines a function of that name)."""
+    """Proxy names are Python identifiers that an exported module can define as its function: no
+    keyword or soft keyword, and no builtin (the bundled code calls builtins such as ``sum``)."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise RegistryError(f"invalid proxy name {name!r}: use letters, digits and '_' (a Python identifier)")
+        raise RegistryError(f"invalid proxy name {reprlib.repr(name)}: use letters, digits and '_' "
+                            f"(a Python identifier)")
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or hasattr(builtins, name):
+        raise RegistryError(f"invalid proxy name {name!r}: a Python keyword or builtin name; choose another")
     return name
+
+
+def _check_free_text(value: Any, where: str, depth: int = 0) -> None:
+    """Strings anywhere in ``value`` must be printable single lines (no newline, escape or control
+    character) of at most ``_MAX_TEXT`` characters, in JSON nested at most ``_MAX_SOURCE_DEPTH`` deep."""
+    if depth > _MAX_SOURCE_DEPTH:
+        raise RegistryError(f"{where}: nested deeper than {_MAX_SOURCE_DEPTH} levels")
+    if isinstance(value, str):
+        if len(value) > _MAX_TEXT or not value.isprintable():
+            raise RegistryError(f"{where}: free text must be one printable line of at most {_MAX_TEXT} characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_free_text(key, where, depth + 1)
+            _check_free_text(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_free_text(item, where, depth + 1)
 
 
 def validate_document(doc: Any, where: str) -> dict[str, Any]:
@@ -92,7 +129,7 @@ def validate_document(doc: Any, where: str) -> dict[str, Any]:
     if unknown or missing:
         raise RegistryError(f"{where}: unknown fields {unknown} / missing fields {missing}")
     if doc["format"] != FORMAT_VERSION:
-        raise RegistryError(f"{where}: format {doc['format']!r} is not {FORMAT_VERSION}")
+        raise RegistryError(f"{where}: format {reprlib.repr(doc['format'])} is not {FORMAT_VERSION}")
     try:
         check_name(doc["name"])
     except RegistryError as err:
@@ -111,11 +148,12 @@ def validate_document(doc: Any, where: str) -> dict[str, Any]:
     if set(statistics or {}) - {"sub_batches"} or isinstance(sub_batches, bool) \
             or not isinstance(sub_batches, int) or sub_batches < 1:
         raise RegistryError(f"{where}: 'statistics' must be {{\"sub_batches\": positive int}}")
-    for key in ("simplified",):
-        if key in doc and not isinstance(doc[key], str):
-            raise RegistryError(f"{where}: {key!r} must be a string")
+    if "simplified" in doc and not isinstance(doc["simplified"], str):
+        raise RegistryError(f"{where}: 'simplified' must be a string")
     if "source" in doc and not isinstance(doc["source"], dict):
         raise RegistryError(f"{where}: 'source' must be an object")
+    for key in ("simplified", "source"):
+        _check_free_text(doc.get(key), f"{where}: {key!r}")
     return {**doc, "expression": text}
 
 
@@ -138,14 +176,18 @@ def read_proxy_file(path: str | Path) -> Proxy:
     """An expression proxy from a registry file (JSON only; anything else is refused)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise RegistryError(f"cannot read proxy file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise RegistryError(f"{path}: refused, not UTF-8 JSON text (registry files are data, never code)") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
         raise RegistryError(f"{path}: refused, not JSON (registry files are data, never code): {err.msg} "
                             f"at line {err.lineno}") from None
+    except RecursionError:
+        raise RegistryError(f"{path}: refused, JSON nested too deeply to be a proxy document") from None
     return _expression_proxy(validate_document(doc, str(path)), str(path))
 
 
@@ -167,48 +209,78 @@ def _user_files(directory: Path) -> dict[str, Path]:
     return {path.stem: path for path in sorted(directory.glob("*.json"))}
 
 
-def _entry_point_proxies() -> dict[str, Proxy]:
-    """Proxies other packages declare under ``[project.entry-points."autoproxy.proxies"]``: the
+def _user_file_proxy(name: str, path: Path) -> Proxy:
+    """The proxy of registry file ``<name>.json``, which must hold proxy ``name``."""
+    proxy = read_proxy_file(path)
+    if proxy.name != name:
+        raise RegistryError(f"{path}: holds proxy {proxy.name!r}; the file must be named {proxy.name}.json")
+    return proxy
+
+
+def _entry_point_proxy(point) -> Proxy:
+    """A proxy another package declares under ``[project.entry-points."autoproxy.proxies"]``: the
     target is either a function with the measure signature or a registry document (a dict)."""
+    where = f"entry point {point.name} = {point.value}"
+    try:
+        target = point.load()
+    except Exception as err:  # a broken third-party package is named, never a traceback
+        raise RegistryError(f"{where}: cannot load: {type(err).__name__}: {err}") from None
+    if isinstance(target, Mapping):
+        doc = validate_document(dict(target), where)
+        if doc["name"] != point.name:
+            raise RegistryError(f"{where}: document name {doc['name']!r} differs from the entry point name")
+        return _expression_proxy(doc, where)
+    if callable(target):
+        try:
+            return Proxy(check_name(point.name), "direct", where, function=target)
+        except RegistryError as err:
+            raise RegistryError(f"{where}: {err}") from None
+    raise RegistryError(f"{where}: target is neither a proxy function nor a proxy document")
+
+
+def _entry_points(name: str | None = None) -> list:
     from importlib.metadata import entry_points
 
-    found: dict[str, Proxy] = {}
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        where = f"entry point {point.name} = {point.value}"
+    points = entry_points(group=ENTRY_POINT_GROUP)
+    return [point for point in points if name is None or point.name == name]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The proxies that load, by name, and one line per registry file or entry point that does not."""
+
+    proxies: dict[str, Proxy]
+    problems: list[str]
+
+
+def scan_proxies(directory: Path | None = None) -> Listing:
+    """Every proxy that loads; a bad file or entry point hides only itself. A name defined twice keeps
+    its first definition in the order ``get_proxy`` looks names up: built-in, user file, entry point."""
+    directory = registry_dir() if directory is None else Path(directory)
+    proxies = {name: _builtin(name) for name in _builtin_names()}
+    problems: list[str] = []
+    loaders = [partial(_user_file_proxy, name, path) for name, path in _user_files(directory).items()]
+    loaders += [partial(_entry_point_proxy, point) for point in _entry_points()]
+    for load in loaders:
         try:
-            target = point.load()
-        except Exception as err:  # a broken third-party package is named, never a traceback
-            raise RegistryError(f"{where}: cannot load: {type(err).__name__}: {err}") from None
-        if isinstance(target, Mapping):
-            doc = validate_document(dict(target), where)
-            if doc["name"] != point.name:
-                raise RegistryError(f"{where}: document name {doc['name']!r} differs from the entry point name")
-            found[point.name] = _expression_proxy(doc, where)
-        elif callable(target):
-            found[check_name(point.name)] = Proxy(point.name, "direct", where, function=target)
-        else:
-            raise RegistryError(f"{where}: target is neither a proxy function nor a proxy document")
-    return found
+            proxy = load()
+        except RegistryError as err:
+            problems.append(str(err))
+            continue
+        if proxy.name in proxies:
+            problems.append(f"proxy {proxy.name!r} is defined twice: {proxies[proxy.name].origin} and "
+                            f"{proxy.origin}; the first is used")
+            continue
+        proxies[proxy.name] = proxy
+    return Listing(dict(sorted(proxies.items())), problems)
 
 
 def all_proxies(directory: Path | None = None) -> dict[str, Proxy]:
-    """Every registered proxy by name; a name registered twice is an error naming both places."""
-    directory = registry_dir() if directory is None else Path(directory)
-    proxies = {name: _builtin(name) for name in _builtin_names()}
-    for name, path in _user_files(directory).items():
-        proxy = read_proxy_file(path)
-        if proxy.name != name:
-            raise RegistryError(f"{path}: holds proxy {proxy.name!r}; the file must be named {proxy.name}.json")
-        _add(proxies, proxy)
-    for proxy in _entry_point_proxies().values():
-        _add(proxies, proxy)
-    return dict(sorted(proxies.items()))
-
-
-def _add(proxies: dict[str, Proxy], proxy: Proxy) -> None:
-    if proxy.name in proxies:
-        raise RegistryError(f"proxy {proxy.name!r} is defined twice: {proxies[proxy.name].origin} and {proxy.origin}")
-    proxies[proxy.name] = proxy
+    """Every proxy that loads, by name; each file or entry point that does not is a ``RegistryWarning``."""
+    listing = scan_proxies(directory)
+    for problem in listing.problems:
+        warnings.warn(problem, RegistryWarning, stacklevel=2)
+    return listing.proxies
 
 
 def get_proxy(name_or_path: str | Path, directory: Path | None = None) -> Proxy:
@@ -221,16 +293,19 @@ def get_proxy(name_or_path: str | Path, directory: Path | None = None) -> Proxy:
         return _builtin(text)
     path = directory / f"{check_name(text)}.json"
     if path.is_file():
-        return read_proxy_file(path)
-    from_packages = _entry_point_proxies()
-    if text in from_packages:
-        return from_packages[text]
-    known = ", ".join(all_proxies(directory))
+        return _user_file_proxy(text, path)
+    points = _entry_points(text)
+    if points:
+        return _entry_point_proxy(points[0])
+    known = ", ".join(scan_proxies(directory).proxies)
     raise RegistryError(f"unknown proxy {text!r}; known: {known}")
 
 
-def save_proxy(doc: Mapping[str, Any], directory: Path | None = None, *, overwrite: bool = False) -> Path:
-    """Write a proxy document into the user registry (atomically); built-in names are reserved."""
+def registry_entry(doc: Mapping[str, Any], directory: Path | None = None, *,
+                   overwrite: bool = False) -> tuple[Path, bytes]:
+    """Where a proxy document goes in the user registry and its file content, checked before anything
+    is written: the document must validate, built-in names are reserved, a file is replaced only
+    with ``overwrite``."""
     directory = registry_dir() if directory is None else Path(directory)
     doc = validate_document(dict(doc), f"proxy {doc.get('name')!r}")
     name = doc["name"]
@@ -239,8 +314,12 @@ def save_proxy(doc: Mapping[str, Any], directory: Path | None = None, *, overwri
     path = directory / f"{name}.json"
     if path.exists() and not overwrite:
         raise RegistryError(f"{path} exists; pass --overwrite to replace it or choose another --name")
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    os.replace(temporary, path)
+    return path, (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode()
+
+
+def save_proxy(doc: Mapping[str, Any], directory: Path | None = None, *, overwrite: bool = False) -> Path:
+    """Write a proxy document into the user registry (atomically); built-in names are reserved."""
+    path, content = registry_entry(doc, directory, overwrite=overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, content)
     return path

@@ -10,6 +10,7 @@ on a busy machine overstates the cost; CPU seconds divided by the cores shows wh
 
     python benchmarks/cache_size.py --archs 6 --load-archs 256
     python benchmarks/cache_size.py --cache caches/nb201-cifar10 --load-archs 256   # a real, built cache
+    python benchmarks/cache_size.py --smoke     # 3 tiny nets, 8 loaded, both reports, for CI
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from _smoke import FEW_ARCHS, SMOKE_ARCHS, SMOKE_HELP, TINY_NET
+
 
 def entry_bytes_by_class(path: Path) -> tuple[int, int]:
     """(bytes of param-shaped tensors, i.e. shaped like their node's weight; all other bytes)."""
@@ -37,7 +42,9 @@ def entry_bytes_by_class(path: Path) -> tuple[int, int]:
     return param, path.stat().st_size - param
 
 
-def build_sample(directory: Path, args) -> None:
+def build_sample(directory: Path, args: argparse.Namespace, net: dict[str, Any]) -> None:
+    """Build ``--archs`` archs (``net``: build_cache's net and batch sizes, the defaults if empty),
+    print their seconds and bytes, and replicate them to ``--load-archs`` entries for the load timing."""
     import torch
 
     from autoproxy.benchmark import load_benchmark
@@ -51,7 +58,7 @@ def build_sample(directory: Path, args) -> None:
         directory / "built", benchmark, space="nb201", task="cifar10",
         data=shared_path("data", "cifar10_sample.npz"), limit=args.archs, dtype=args.dtype,
         max_channels=args.max_channels or None, max_positions=args.max_positions or None,
-        executor="serial", progress=False)
+        executor="serial", progress=False, **net)
     cpu_per_arch = (time.process_time() - cpu_start) / summary.built
     cache = open_cache(directory / "built")
     records = load_benchmark(benchmark, space="nb201", task="cifar10")
@@ -109,7 +116,10 @@ def main() -> None:
     parser.add_argument("--cache", help="measure this built cache instead of building a sample")
     parser.add_argument("--measure-load", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--no-verify", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    if args.smoke:
+        args.archs, args.load_archs = FEW_ARCHS, SMOKE_ARCHS
     if args.measure_load:
         measure_load(args.measure_load, verify=not args.no_verify, count=args.load_archs)
         return
@@ -119,7 +129,9 @@ def main() -> None:
         return
     directory = Path(tempfile.mkdtemp(prefix="autoproxy-cache-size-"))
     try:
-        build_sample(directory, args)
+        build_sample(directory, args, TINY_NET if args.smoke else {})
+        if args.smoke:  # the --cache report too, on the sample just built
+            report_built(directory / "built")
         time_loads(directory / "load", args.load_archs)
     finally:
         shutil.rmtree(directory)

@@ -6,6 +6,7 @@ within 1 %. Ends with ``nb201_flops_exact=... nb201_flops_within_1pct=...`` and 
 ``nb201_params_exact=A/B nb101_params_exact=C/D``.
 
     python benchmarks/check_params.py [--shared DIR]
+    python benchmarks/check_params.py --smoke      # the first 3 archs of each file, for CI
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import time
 
 import torch
 
+from _smoke import FEW_ARCHS, SMOKE_HELP
 from autoproxy.benchmark import load_benchmark
 from autoproxy.flops import count_flops
 from autoproxy.settings import SHARED_ENV, shared_path
@@ -26,10 +28,11 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 INPUT_SHAPE = (3, 32, 32)
 
 
-def check_space(space_name: str) -> tuple[int, int, int, int, int]:
-    """(params exact, flops exact, flops within 1 %, flops compared, archs) for one shared file."""
+def check_space(space_name: str, limit: int | None) -> tuple[int, int, int, int, int]:
+    """(params exact, flops exact, flops within 1 %, flops compared, archs) for one shared file (its
+    first ``limit`` archs; all for None)."""
     space = get_space(space_name)
-    records = load_benchmark(shared_path("benchmarks", FILES[space_name]), space=space_name)
+    records = load_benchmark(shared_path("benchmarks", FILES[space_name]), space=space_name)[:limit]
     params_exact = flops_exact = flops_close = flops_compared = 0
     for record in records:
         model = space.build(record.key, num_classes=NUM_CLASSES[record.task])
@@ -54,12 +57,13 @@ def check_space(space_name: str) -> tuple[int, int, int, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", help=f"shared data folder (default: ${SHARED_ENV} or ../shared)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if args.shared:
         os.environ[SHARED_ENV] = args.shared
     torch.set_num_threads(1)
     start = time.perf_counter()
-    results = {name: check_space(name) for name in FILES}
+    results = {name: check_space(name, FEW_ARCHS if args.smoke else None) for name in FILES}
     print(f"checked in {time.perf_counter() - start:.1f} s")
     print(
         " ".join(

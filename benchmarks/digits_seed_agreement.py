@@ -6,17 +6,20 @@ correlation between the two seeds' accuracies. A proxy cannot be expected to agr
 truth better than the ground truth agrees with itself; we require Spearman >= 0.8.
 
     python benchmarks/digits_seed_agreement.py --k 40 --seeds 1 2 --executor ray --workers 2
+    python benchmarks/digits_seed_agreement.py --smoke    # 3 tiny nets, 1 epoch, serial, for CI
 """
 from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
+from _smoke import FEW_ARCHS, SMOKE_HELP, TINY_NET
 from autoproxy.datasets import load_dataset
 from autoproxy.groundtruth import TrainSettings, train_missing
 from autoproxy.groundtruth.store import settings_path
@@ -30,9 +33,13 @@ CHANCE_CUTOFF = 20.0    # 10 classes: archs whose cells cut the signal stay near
 @click.option("--seeds", type=int, nargs=2, default=(1, 2), show_default=True, help="Two training seeds.")
 @click.option("--executor", type=click.Choice(["ray", "serial"]), default="serial", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-def agreement(k: int, seeds: tuple[int, int], executor: str, workers: int) -> None:
+@click.option("--smoke", is_flag=True, help=SMOKE_HELP)
+def agreement(k: int, seeds: tuple[int, int], executor: str, workers: int, smoke: bool) -> None:
     recipe = json.loads(settings_path(BENCHMARK).read_text())
     settings = TrainSettings(**{name: recipe[name] for name in TrainSettings.__dataclass_fields__})
+    if smoke:
+        k, executor = FEW_ARCHS, "serial"
+        settings = replace(settings, epochs=1, width=TINY_NET["width"], depth=TINY_NET["depth"])
     dataset = load_dataset(recipe["dataset"])
     click.echo(f"recipe: {settings}")
     accuracies = []

@@ -7,6 +7,8 @@ sketch (``SEARCH_SKETCH``: param, batch and channel samples) and the per-node lo
 sketched pack; the fidelity tables say how far each sketch moves rankings against the exact pack.
 Ends with the line
 ``candidates_per_s=X speedup_vs_per_node_loop=Y shape_errors=Z``.
+
+    python benchmarks/evaluator_throughput.py [--quick | --smoke] [--cache DIR]
 """
 from __future__ import annotations
 
@@ -14,22 +16,28 @@ import argparse
 import random
 import statistics as stats_lib
 import time
+from typing import Callable
 
 import torch
 from scipy.stats import spearmanr
 from torch import nn
 
+from _smoke import SMOKE_HELP
 from autoproxy.benchmark import load_benchmark
 from autoproxy.settings import shared_path
 from autoproxy.spaces import get_space
 from autoproxy.statistics import NetworkStatistics, NodeStatistics
+from primitives import types as T
 from primitives.evaluate import Evaluator
+from primitives.leaves import LEAVES, Leaf, leaves_of
 from primitives.packed import SEARCH_SKETCH, pack
 from primitives.per_node import PerNodeData, evaluate_per_node
 from primitives.pset import random_tree
 from primitives.reference import REFERENCE_EXPRESSIONS, reference_tree
 
 BATCH, SKETCH = 64, 8
+# (archs at most, random trees, trees timed against the per-node loop, trees in the fidelity tables)
+RUN_SIZES = {"full": (None, 400, 30, 80), "quick": (32, 100, 5, 30), "smoke": (4, 10, 2, 5)}
 
 
 def nb201_keys(n: int, seed: int) -> tuple[list[str], dict[str, float]]:
@@ -56,31 +64,55 @@ def node_shapes(model: nn.Module) -> list[dict]:
     return found
 
 
+LEAF_SHAPES: dict[type, Callable[[dict], tuple[int, ...]]] = {   # stored shape, from a node's sizes
+    T.Param: lambda s: (s["numel"],),
+    T.ActOut: lambda s: (BATCH, min(s["c_out"], SKETCH), min(s["p_out"], SKETCH)),
+    T.ActIn: lambda s: (BATCH, min(s["c_in"], SKETCH), min(s["p_in"], SKETCH)),
+    T.Kernel: lambda s: (BATCH, BATCH),
+    T.ChanMatrix: lambda s: (s["c_out"], s["c_out"]),
+    T.NetKernel: lambda s: (BATCH, BATCH),
+}
+MATRIX_CLASSES = (T.Kernel, T.ChanMatrix, T.NetKernel)
+
+
+def noise(leaf: Leaf, sizes: dict, generator: torch.Generator) -> torch.Tensor:
+    """Normal noise in the leaf's stored shape; matrices are Gram matrices (symmetric positive definite,
+    as kernels and covariances are, so that logdet and eigenvalues are defined)."""
+    shape = LEAF_SHAPES[leaf.type](sizes)
+    if leaf.type in MATRIX_CLASSES:
+        x = torch.randn(shape[0], 4 * shape[0], generator=generator)
+        return x @ x.T / x.shape[1]
+    return torch.randn(*shape, generator=generator)
+
+
+def noise_scalars(leaves: list[Leaf], true: dict[str, float], generator: torch.Generator) -> dict[str, float]:
+    """Every scalar leaf: its true value where known, else noise."""
+    return {leaf.key: true[leaf.key] if leaf.key in true else float(torch.randn((), generator=generator))
+            for leaf in leaves}
+
+
+def node_sizes(i: int, s: dict, nodes: int) -> dict[str, float]:
+    """A node's size scalars, true to its shapes (the evaluator rescales sketched sums by them)."""
+    return {"params": float(s["numel"]), "flops": float(s["numel"] * s["p_out"]), "depth": i / max(nodes - 1, 1),
+            "fan_in": float(s["fan_in"]), "fan_out": float(s["numel"] // max(s["c_in"], 1)),
+            "channels_out_total": float(s["c_out"]), "positions_out_total": float(s["p_out"]),
+            "channels_in_total": float(s["c_in"]), "positions_in_total": float(s["p_in"])}
+
+
 def synthetic(key: str, generator: torch.Generator) -> NetworkStatistics:
-    """Random statistics with the real per-node shapes of ``key`` (values are noise)."""
+    """Noise for every leaf of the expression language, in the stored shapes of ``key``'s real NB201
+    nodes. The leaves come from ``primitives.leaves.LEAVES``, the table ``pack`` reads, so a new
+    statistic cannot be missing here (a hand-written list once fell behind ``synflow_log_scale``)."""
     shapes = node_shapes(get_space("nb201").build(key))
-    nodes = []
-    for i, s in enumerate(shapes):
-        rand = lambda *shape: torch.randn(*shape, generator=generator)
-        act = lambda c, p: rand(BATCH, min(c, SKETCH), min(p, SKETCH))
-        cov = rand(s["c_out"], s["c_out"])
-        tensors = {name: rand(s["numel"]) for name in ("weight", "grad", "hess_grad", "synflow_grad")}
-        tensors["grad_std"] = rand(s["numel"]).abs()
-        tensors["grad_abs_mean"] = rand(s["numel"]).abs()
-        tensors.update(act_out=act(s["c_out"], s["p_out"]), grad_act_out=act(s["c_out"], s["p_out"]),
-                       act_in=act(s["c_in"], s["p_in"]), grad_act_in=act(s["c_in"], s["p_in"]),
-                       relu_kernel=rand(BATCH, BATCH).abs() * 100 + torch.eye(BATCH) * 1e4,
-                       act_kernel=rand(BATCH, BATCH).abs(), act_cov=cov @ cov.T / s["c_out"])
-        scalars = {"params": float(s["numel"]), "flops": float(s["numel"] * s["p_out"]),
-                   "depth": i / max(len(shapes) - 1, 1), "fan_in": float(s["fan_in"]),
-                   "fan_out": float(s["numel"] // max(s["c_in"], 1)), "channels_out_total": float(s["c_out"]),
-                   "positions_out_total": float(s["p_out"]), "channels_in_total": float(s["c_in"]),
-                   "positions_in_total": float(s["p_in"]), "input_post_relu": float(i % 2)}
-        nodes.append(NodeStatistics(f"node{i}", "conv", tensors, scalars))
-    jac = torch.randn(BATCH, 4 * BATCH, generator=generator)
-    return NetworkStatistics(nodes, {"jacobian_corr": torch.corrcoef(jac)},
-                             {"params": sum(s["numel"] for s in shapes) / 1e6, "flops": 1.0,
-                              "jacobian_norm": float(jac.norm()), "num_nodes": float(len(nodes))})
+    tensor_leaves = {level: [leaf for leaf in LEAVES if leaf.type.level == level
+                             and leaf.type not in (T.NodeScalar, T.NetScalar)] for level in ("node", "network")}
+    nodes = [NodeStatistics(f"node{i}", "conv", {leaf.key: noise(leaf, s, generator) for leaf in tensor_leaves["node"]},
+                            noise_scalars(leaves_of(T.NodeScalar), node_sizes(i, s, len(shapes)), generator))
+             for i, s in enumerate(shapes)]
+    net_sizes = {"params": sum(s["numel"] for s in shapes) / 1e6,
+                 "flops": sum(s["numel"] * s["p_out"] for s in shapes) / 1e6, "num_nodes": float(len(shapes))}
+    return NetworkStatistics(nodes, {leaf.key: noise(leaf, {}, generator) for leaf in tensor_leaves["network"]},
+                             noise_scalars(leaves_of(T.NetScalar), net_sizes, generator))
 
 
 def rho(a: torch.Tensor, b) -> float:
@@ -145,11 +177,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     torch.set_num_threads(1)      # setup: many small tensors, threads only contend
-    trees_n, loop_n, fidelity_trees = (100, 5, 30) if args.quick else (400, 30, 80)
-    if args.quick:
-        args.archs = min(args.archs, 32)
+    max_archs, trees_n, loop_n, fidelity_trees = RUN_SIZES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    args.archs = min(args.archs, max_archs or args.archs)
+    args.threads = 1 if args.smoke else args.threads
     sketch = {name: getattr(args, name) or None for name in SEARCH_SKETCH}
 
     t0 = time.perf_counter()

@@ -8,6 +8,7 @@ registry's direct implementations instead.
 
     python benchmarks/faithfulness.py [--limit N] [--task cifar10|cifar100|both] [--batch real|noise|both]
     python benchmarks/faithfulness.py --cache caches/nb201-cifar10     # every arch of a built cache, in seconds
+    python benchmarks/faithfulness.py --smoke [--cache DIR]             # 3 archs, batch 8, real batch (or DIR), for CI
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import click
 import torch
 from scipy.stats import spearmanr
 
+from _smoke import FEW_ARCHS, SMOKE_HELP, TINY_NET
 from autoproxy.benchmark import ArchRecord, load_benchmark
 from autoproxy.data import load_minibatch
 from autoproxy.proxies import get_proxy
@@ -59,11 +61,14 @@ def our_scores(record: ArchRecord, inputs: torch.Tensor, targets: torch.Tensor, 
 @click.option("--direct", is_flag=True, help="run the direct proxy implementations (slower)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--cache", "cache_dir", default=None, help="score a built cache's archs (its batch) instead")
+@click.option("--smoke", is_flag=True, help=SMOKE_HELP)
 def main(limit: int | None, task: str, batch_kind: str, batch_size: int, direct: bool, seed: int,
-         cache_dir: str | None) -> None:
+         cache_dir: str | None, smoke: bool) -> None:
     if cache_dir:
         compare_on_cache(cache_dir)
         return
+    if smoke:
+        limit, batch_size, batch_kind = FEW_ARCHS, TINY_NET["batch_size"], "real"
     torch.set_num_threads(1)
     tasks = ["cifar10", "cifar100"] if task == "both" else [task]
     kinds = ["real", "noise"] if batch_kind == "both" else [batch_kind]

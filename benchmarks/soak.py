@@ -3,7 +3,7 @@ of the run, the run directory's file sizes, distinct formulas per second and the
 extrapolate each to 24 hours from a linear fit over the second half of the run.
 
     python benchmarks/soak.py --minutes 120 --out soak/           # writes soak/soak.csv, soak/soak.png
-    python benchmarks/soak.py --minutes 0.5 --config quick        # smoke mode
+    python benchmarks/soak.py --smoke                             # a 3-second serial search on a tiny cache
 
 RSS is read from /proc (Linux): the driver, and all its descendant processes (the local Ray node:
 raylet, GCS, the scoring actors) together.
@@ -13,15 +13,18 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from search.config import load_config
+from _smoke import SMOKE_HELP, SMOKE_SEARCH, tiny_cache
+from search.config import SearchConfig, load_config
 from search.runner import run_search
 
 DAY_S = 24 * 3600.0
+SMOKE_MINUTES = 3 / 60
 RUN_FILES = ("evaluations.jsonl", "log.jsonl", "checkpoint.json", "hall_of_fame.json")
 
 
@@ -52,10 +55,12 @@ def descendants(pid: int) -> list[int]:
 
 
 class Recorder:
-    """Collects one row per generation (the run's ``on_generation`` listener)."""
+    """Collects one row per generation (the run's ``on_generation`` listener) and appends it to a CSV at
+    once, so a soak that dies still leaves its curves."""
 
-    def __init__(self, run: Path) -> None:
+    def __init__(self, run: Path, table: Path) -> None:
         self.run = run
+        self.table = table
         self.rows: list[dict[str, float]] = []
         self.last = time.monotonic()
 
@@ -72,6 +77,17 @@ class Recorder:
             row[name] = path.stat().st_size if path.exists() else 0
         self.rows.append(row)
         self.last = now
+        with open(self.table, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if len(self.rows) == 1:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def read_table(path: Path) -> list[dict[str, float]]:
+    """The rows a soak wrote (for ``--report``: summarise and plot again without running)."""
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 def slope_per_hour(rows: list[dict], column: str) -> tuple[float, float]:
@@ -131,26 +147,46 @@ def main() -> None:
     parser.add_argument("--executor", choices=["ray", "serial"], default="ray")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="soak", help="Folder for soak.csv, soak.png and the run.")
+    parser.add_argument("--out", default=None, help="Folder for soak.csv, soak.png and the run (default: soak; "
+                                                    "with --smoke a temporary one).")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser.add_argument("--report", metavar="CSV", help="Summarise and plot a soak.csv written earlier.")
     args = parser.parse_args()
+    if args.report:
+        report(read_table(Path(args.report)), Path(args.report).parent)
+    elif args.smoke:
+        smoke(args)
+    else:
+        soak(args, load_config(args.config), Path(args.out or "soak"))
 
-    out = Path(args.out)
+
+def smoke(args: argparse.Namespace) -> None:
+    """A search of a few seconds, serial, on a tiny cache unless caches are given."""
+    with tempfile.TemporaryDirectory(prefix="soak-smoke-") as folder:
+        args.cache = args.cache or [str(tiny_cache(Path(folder)))]
+        args.minutes, args.executor = SMOKE_MINUTES, "serial"
+        soak(args, load_config(args.config).replace(**SMOKE_SEARCH), Path(args.out or folder))
+
+
+def soak(args: argparse.Namespace, base: SearchConfig, out: Path) -> None:
+    """Run the search from ``base`` for ``--minutes``, then write and print what was recorded."""
     out.mkdir(parents=True, exist_ok=True)
-    config = load_config(args.config).replace(generations=10**9, time_budget_s=args.minutes * 60, seed=args.seed,
-                                              executor=args.executor, workers=args.workers,
-                                              caches=args.cache or None)
+    config = base.replace(generations=10**9, time_budget_s=args.minutes * 60, seed=args.seed,
+                          executor=args.executor, workers=args.workers, caches=args.cache or None)
     run = out / f"run-{int(time.time())}"
-    recorder = Recorder(run)
+    table = out / "soak.csv"
+    table.unlink(missing_ok=True)
+    recorder = Recorder(run, table)
     outcome = run_search(config, run, progress=False, on_generation=recorder)
-    with open(out / "soak.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(recorder.rows[0]))
-        writer.writeheader()
-        writer.writerows(recorder.rows)
-    print(f"soak: {args.config}, {outcome.generation} generations in {recorder.rows[-1]['elapsed_s'] / 3600:.2f} h "
-          f"({outcome.stop_reason})")
-    for line in summary(recorder.rows):
+    print(f"soak: {args.config}, {outcome.generation} generations ({outcome.stop_reason})")
+    report(recorder.rows, out)
+
+
+def report(rows: list[dict[str, float]], out: Path) -> None:
+    print(f"{len(rows)} generations in {rows[-1]['elapsed_s'] / 3600:.2f} h")
+    for line in summary(rows):
         print(line)
-    plot(recorder.rows, out / "soak.png")
+    plot(rows, out / "soak.png")
     print(f"wrote {out / 'soak.csv'} and {out / 'soak.png'}")
 
 

@@ -5,6 +5,7 @@ arch, all proxies, one by one). Runs single-threaded: the figure is per core. CP
 next to wall seconds because on a shared machine the wall clock also counts waiting for a core.
 
     python benchmarks/statistics_speed.py [--quick] [--archs N] [--batch-size 64]
+    python benchmarks/statistics_speed.py --smoke      # one arch at batch 8, for CI
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 import click
 import torch
 
+from _smoke import SMOKE_HELP, TINY_NET
 from autoproxy.benchmark import load_benchmark
 from autoproxy.data import load_minibatch
 from autoproxy.settings import shared_path
@@ -45,8 +47,11 @@ def statistics_bytes(result: NetworkStatistics, max_channels: int | None = None,
 @click.option("--archs", default=20, show_default=True, help="archs timed (seeded sample)")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def main(quick: bool, archs: int, batch_size: int, seed: int) -> None:
+@click.option("--smoke", is_flag=True, help=SMOKE_HELP)
+def main(quick: bool, archs: int, batch_size: int, seed: int, smoke: bool) -> None:
     torch.set_num_threads(1)
+    if smoke:
+        archs, batch_size, quick = 1, TINY_NET["batch_size"], False
     records = load_benchmark(shared_path("benchmarks", "zc_nasbench201.json"), task="cifar10")
     chosen = random.Random(seed).sample(records, 3 if quick else min(archs, len(records)))
     inputs, targets, num_classes = load_minibatch(shared_path("data", "cifar10_sample.npz"), batch_size, seed)

@@ -7,6 +7,7 @@ where they would clash with a node-level one).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Iterable
 
 from primitives import types as T
 
@@ -42,3 +43,9 @@ LEAVES_BY_NAME: dict[str, Leaf] = {leaf.name: leaf for leaf in LEAVES}
 
 def leaves_of(shape_class: type) -> list[Leaf]:
     return [leaf for leaf in LEAVES if leaf.type is shape_class]
+
+
+def statistics_read(tree: Iterable[Any]) -> frozenset[str]:
+    """The statistics keys a tree reads, so that ``compute_statistics(needs=...)`` skips the passes of
+    the others when one formula is scored on fresh networks."""
+    return frozenset(LEAVES_BY_NAME[node.name].key for node in tree if node.name in LEAVES_BY_NAME)

@@ -5,6 +5,10 @@ plain numbers are accepted. Names are overloaded (``abs`` on every shape class),
 two passes: bottom-up, the set of shape classes each subtree can have (a number can be a node or a
 network scalar); top-down, from the expected root type, the first variant in catalog order whose
 result and argument types fit.
+
+Nesting is limited to ``MAX_DEPTH`` calls, checked before any recursion: the typing passes, the
+evaluator and SymPy recurse once or more per level, so much deeper text would exhaust Python's
+recursion limit instead of giving one line naming the problem.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from primitives.catalog import PRIMITIVES, PrimitiveSpec
 from primitives.leaves import LEAVES_BY_NAME
 from primitives.pset import NET_CONSTANT, NODE_CONSTANT, build_pset
 
+MAX_DEPTH = 100   # nested calls; the search grows trees of height <= its max_height (about 17 at most)
 _TOKEN = re.compile(r"\s*(?:(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_]\w*)|(?P<punct>[(),]))")
 _VARIANTS: dict[str, list[PrimitiveSpec]] = {}
 for _spec in PRIMITIVES:
@@ -50,11 +55,28 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def too_deep(what: str) -> ExpressionError:
+    """The error for an expression nested deeper than ``MAX_DEPTH`` calls."""
+    return ExpressionError(f"{what} is nested deeper than {MAX_DEPTH} calls, the limit of the expression language")
+
+
+def _check_nesting(tokens: list[tuple[str, str]], text: str) -> None:
+    depth = 0
+    for token in tokens:
+        if token == ("punct", "("):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise too_deep(f"expression {text[:60]!r}...")
+        elif token == ("punct", ")"):
+            depth -= 1
+
+
 def parse_ast(text: str) -> Ast:
     """Text to an untyped tree; syntax errors name the position."""
     tokens = _tokens(text)
     if not tokens:
         raise ExpressionError("empty expression")
+    _check_nesting(tokens, text)
     pos = 0
 
     def expect(punct: str) -> None:

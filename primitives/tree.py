@@ -5,6 +5,7 @@ constants as Python float literals, so ``parse(to_string(t)) == t``.
 """
 from __future__ import annotations
 
+import reprlib
 from typing import Any, Sequence
 
 from deap import gp
@@ -12,7 +13,7 @@ from deap import gp
 from autoproxy.errors import ExpressionError
 from primitives import types as T
 from primitives.catalog import PRIMITIVES_BY_KEY
-from primitives.parse import Ast, parse, typed_tree
+from primitives.parse import MAX_DEPTH, Ast, parse, too_deep, typed_tree
 
 __all__ = ["to_string", "to_json", "from_json", "parse", "node_label", "subtrees"]
 
@@ -57,9 +58,10 @@ def to_json(tree: Sequence) -> dict:
                    lambda n: {"leaf": n.value}, lambda n: {"const": float(n.value)})
 
 
-def _ast_from_json(doc: Any) -> Ast:
+def _ast_from_json(doc: Any, depth: int = 0) -> Ast:
+    """``depth``: the calls enclosing ``doc``, limited as in the text form."""
     if not isinstance(doc, dict) or len(doc.keys() & {"op", "leaf", "const"}) != 1:
-        raise ExpressionError(f"expression JSON node must have exactly one of op/leaf/const: {str(doc)[:80]}")
+        raise ExpressionError(f"expression JSON node must have exactly one of op/leaf/const: {reprlib.repr(doc)}")
     if "leaf" in doc:
         return Ast(str(doc["leaf"]))
     if "const" in doc:
@@ -70,7 +72,9 @@ def _ast_from_json(doc: Any) -> Ast:
     args = doc.get("args")
     if not isinstance(args, list) or not args:
         raise ExpressionError(f"expression JSON op {doc['op']!r} needs a non-empty 'args' list")
-    return Ast(str(doc["op"]), [_ast_from_json(a) for a in args], is_call=True)
+    if depth >= MAX_DEPTH:
+        raise too_deep("expression JSON")
+    return Ast(str(doc["op"]), [_ast_from_json(a, depth + 1) for a in args], is_call=True)
 
 
 def from_json(doc: dict, expected: type = T.NetScalar) -> gp.PrimitiveTree:

@@ -65,6 +65,10 @@ class SearchConfig:
     diversity_penalty: float = 0.5
     diversity_probe: int = 64
     seed: int = 0
+    # final report: the chosen formula on the test split under init seeds 0..inits-1 × batch seeds
+    # 0..batches-1 (autoproxy.stability); 0 disables it
+    stability_inits: int = 5
+    stability_batches: int = 3
     # execution
     executor: str = "ray"
     workers: int | None = None
@@ -136,6 +140,10 @@ def config_from_dict(data: dict[str, Any], source: str) -> SearchConfig:
     _check(config.workers is None or (isinstance(config.workers, int) and config.workers >= 1), source, "workers",
            "must be a positive integer or null")
     _check(isinstance(config.seed, int), source, "seed", "must be an integer")
+    for key in ("stability_inits", "stability_batches"):
+        value = getattr(config, key)
+        _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, source, key,
+               "must be a non-negative integer (0 disables the stability report)")
     return config
 
 

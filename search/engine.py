@@ -9,8 +9,9 @@ journal (the fitness cache), so a resumed run continues exactly as an uninterrup
 Fitness cache: a canonical form is scored once per run. With ``subset_schedule = "generation"``
 a form keeps the fitness of the subsets of the generation that first scored it. Memory stays flat
 over a 24-hour run: the cache holds 16 bytes per form (``search.fitness_cache``), behaviour vectors
-are kept for the living population only, and a form that comes back after its behaviour was dropped
-is re-scored for its behaviour alone (scoring is deterministic, so this changes no result).
+are kept (and checkpointed) for the living population only, and a form that comes back after its
+behaviour was dropped is re-scored for its behaviour alone (scoring is deterministic, so an
+uninterrupted and a resumed run re-score the same forms and agree).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from search.diversity import behaviour, near_duplicates, probe_positions
 from search.executor import Executor
 from search.fitness_cache import FitnessCache
 from search.fitness import aggregate, draw_subsets, kendall_tau, spearman_rho, subset_fitness
+from search.stability_report import stability_report
 from search.store import RunStore, rng_state_from_json, rng_state_to_json
 from search.tasks import Task
 from search.toolbox import Variation, individual_class, parent_selector, survivors
@@ -125,12 +127,10 @@ class Engine:
     def resume(self) -> None:
         """Reload the last complete generation from the run directory."""
         state = self.store.load_checkpoint()
-        living = {member["key"] for member in state["population"]}
         for record in self.store.replay_evaluations(state["evaluations"]):
             self.fitness.add(record["key"], record["fitness"])
             self.statuses[record["status"]] += 1
-            if record["key"] in living:
-                self.behaviour[record["key"]] = record["behaviour"]
+        self.behaviour = {member["key"]: member["behaviour"] for member in state["population"]}
         self.generation = state["generation"]
         self.rescored = state["rescored"]
         self.elapsed_before = state["elapsed_s"]
@@ -198,7 +198,11 @@ class Engine:
                                            self.config.metric))
         return aggregate(per_task, self.config.task_aggregate), "ok", self._behaviour(outcomes)
 
-    def _behaviour(self, outcomes: Sequence[expressions.Outcome]) -> list:
+    def _behaviour(self, outcomes: Sequence[expressions.Outcome]) -> list | None:
+        """Rank vector on the probes; None where this text is undefined (an algebraically equal text
+        with the same canonical key may be defined where this one overflows)."""
+        if any(reason is not None for _, reason in outcomes):
+            return None
         return behaviour([scores for scores, _ in outcomes], self.probes)
 
     def _assess(self, individuals: Sequence[Any], generation: int) -> None:
@@ -303,7 +307,8 @@ class Engine:
         self.store.append_log(line)
         self.store.save_checkpoint({
             "generation": generation,
-            "population": [{"expression": expressions.to_text(i), "key": i.key} for i in self.population],
+            "population": [{"expression": expressions.to_text(i), "key": i.key, "behaviour": self.behaviour[i.key]}
+                           for i in self.population],
             "python_random": rng_state_to_json(self._rng_state),
             "evaluations": len(self.fitness),
             "rescored": self.rescored,
@@ -329,6 +334,7 @@ class Engine:
                                                        "train_fitness", "validation_fitness")}
             result["test"] = None if test is None else {
                 task.name: {"kendall": k, "spearman": s} for task, (k, s) in zip(self.tasks, test)}
+            result["stability"] = stability_report(chosen["expression"], self.tasks, self.config, self.executor)
         self.store.write_result(result)
         return result
 

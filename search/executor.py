@@ -8,7 +8,7 @@ Results come back in submission order, so serial and Ray runs are identical for 
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from search.expressions import Outcome, evaluator, score_expression
 
@@ -20,6 +20,10 @@ class Executor(Protocol):
 
     def score(self, expressions: Sequence[str]) -> list[list[Outcome]]:
         """Per expression, per task: the outcome, in the order given."""
+
+    def map(self, function: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        """``function(item)`` for every item on the workers, results in order (module-level functions
+        and picklable items only); for driver-side work that is not candidate scoring."""
 
     def close(self) -> None:
         """Release workers (a no-op for the serial executor)."""
@@ -33,6 +37,9 @@ class SerialExecutor:
 
     def score(self, expressions: Sequence[str]) -> list[list[Outcome]]:
         return [score_expression(text, self.scorers) for text in expressions]
+
+    def map(self, function: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        return map(function, items)
 
     def close(self) -> None:
         pass
@@ -49,6 +56,9 @@ class ScoringActor:
 
     def score(self, expressions: Sequence[str]) -> list[list[Outcome]]:
         return [score_expression(text, self.scorers) for text in expressions]
+
+    def call(self, function: Callable[[Any], Any], item: Any) -> Any:
+        return function(item)
 
 
 class RayExecutor:
@@ -101,6 +111,12 @@ class RayExecutor:
             except (RayActorError, ActorUnavailableError):
                 future = self._actors[(index + attempt + 1) % len(self._actors)].score.remote(batch)
         return self._ray.get(future)
+
+    def map(self, function: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        """Items dealt round-robin to the actors; a dead actor is restarted and its calls retried by Ray."""
+        futures = [self._actors[i % len(self._actors)].call.remote(function, item) for i, item in enumerate(items)]
+        for future in futures:
+            yield self._ray.get(future)
 
     def close(self) -> None:
         for actor in self._actors:

@@ -9,7 +9,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from autoproxy.rank_metrics import undefined_last
 from primitives.evaluate import Evaluator
+from primitives.leaves import statistics_read as leaves_read
 from primitives.packed import SEARCH_SKETCH
 from primitives.packed import pack as pack_statistics
 from primitives.pset import build_pset, gen_grow, gen_half_and_half
@@ -92,18 +94,35 @@ def report_scores(tree: Any, scorer: Any) -> np.ndarray | None:
     """Per-arch scores for validation and the final report: an arch on which the formula is undefined
     (non-finite, e.g. a Jacobian correlation of a disconnected cell) ranks last, as a failed proxy
     does in NAS-Bench-Suite-Zero, instead of voiding the whole split. None if nothing is defined."""
-    import torch
-
-    try:
-        values = scorer.values(tree).detach().cpu().double().numpy().copy()
-    except (RuntimeError, ValueError, torch.linalg.LinAlgError):
+    values = _raw_values(tree, scorer)
+    if values is None:
         return None
     finite = np.isfinite(values)
     if finite.sum() < 2 or np.ptp(values[finite]) == 0:
         return None
-    lowest = values[finite].min()
-    values[~finite] = lowest - max(1.0, abs(lowest))  # below every defined score: ranks last
-    return values
+    return undefined_last(values)
+
+
+def arch_value(tree: Any, statistics: Any) -> float:
+    """The formula's raw value on one arch's statistics (nan where it is undefined; packed without the
+    search-time sketch), for scoring freshly built networks as the stability report does."""
+    values = _raw_values(tree, evaluator(pack([statistics])))
+    return float("nan") if values is None else float(values[0])
+
+
+def statistics_read(tree: Any) -> frozenset[str]:
+    """The statistics keys the formula reads (``compute_statistics(needs=...)`` skips the other passes)."""
+    return leaves_read(tree)
+
+
+def _raw_values(tree: Any, scorer: Any) -> np.ndarray | None:
+    """The evaluator's raw per-arch values; None when linear algebra or a domain check gives up."""
+    import torch
+
+    try:
+        return scorer.values(tree).detach().cpu().double().numpy()
+    except (RuntimeError, ValueError, torch.linalg.LinAlgError):
+        return None
 
 
 def score_expression(text: str, scorers: Sequence[Any]) -> list[Outcome]:

@@ -1,53 +1,19 @@
 """Rank correlations, data splits and subset fitness.
 
 Everything here is plain numpy so that the driver (not the Ray workers) can score candidates from
-their per-arch score vectors: workers only run the evaluator, the driver owns every judgement.
+their per-arch score vectors: workers only run the evaluator, the driver owns every judgement. The
+correlations themselves live in ``autoproxy.rank_metrics``, shared with ``autoproxy evaluate`` and the
+stability report.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
+
+from autoproxy.rank_metrics import kendall_tau, spearman_rho
 
 METRICS = ("kendall", "spearman")
-
-
-def _pairwise_signs(values: np.ndarray) -> np.ndarray:
-    """sign(v_i - v_j) for every pair, batched over leading axes: (..., M) -> (..., M, M)."""
-    return np.sign(values[..., :, None] - values[..., None, :])
-
-
-def kendall_tau(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Kendall's tau-b along the last axis (ties handled as scipy does); nan where x or y is constant.
-
-    O(M²) memory per row, meant for subsets and splits of at most a few thousand archs.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    sx, sy = _pairwise_signs(x), _pairwise_signs(y)
-    pairs_x = (sx != 0).sum(axis=(-2, -1)) / 2.0
-    pairs_y = (sy != 0).sum(axis=(-2, -1)) / 2.0
-    concordance = (sx * sy).sum(axis=(-2, -1)) / 2.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return concordance / np.sqrt(pairs_x * pairs_y)
-
-
-def spearman_rho(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho along the last axis (average ranks for ties); nan where x or y is constant."""
-    return pearson(rankdata(x, axis=-1), rankdata(y, axis=-1))
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson correlation along the last axis; nan where x or y is constant."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    xc = x - x.mean(axis=-1, keepdims=True)
-    yc = y - y.mean(axis=-1, keepdims=True)
-    denominator = np.sqrt((xc * xc).sum(axis=-1) * (yc * yc).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        result = (xc * yc).sum(axis=-1) / denominator
-    return np.where(denominator > 0, result, np.nan)
 
 
 def correlation(metric: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -72,18 +73,72 @@ PROBE = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def run_dir(request, tmp_path_factory) -> Path:
+def cache_dir(request) -> str:
+    # a fresh cache in a temporary folder (not pytest's cache folder, whose copy may predate a statistic)
+    fresh = SimpleNamespace(config=SimpleNamespace(cache=None), getfixturevalue=request.getfixturevalue)
+    return tiny_cache(fresh)
+
+
+@pytest.fixture(scope="module")
+def run_dir(cache_dir, tmp_path_factory) -> Path:
     from search.config import load_config
     from search.runner import run_search
 
-    # a fresh cache in a temporary folder (not pytest's cache folder, whose copy may predate a statistic)
-    fresh = SimpleNamespace(config=SimpleNamespace(cache=None), getfixturevalue=request.getfixturevalue)
     config_path = tmp_path_factory.mktemp("config") / "tiny.json"
-    config_path.write_text(json.dumps({**SMALL, "caches": [tiny_cache(fresh)]}))
+    config_path.write_text(json.dumps({**SMALL, "caches": [cache_dir]}))
     directory = tmp_path_factory.mktemp("runs") / "tiny"
     outcome = run_search(load_config(str(config_path)), directory, progress=False)
     assert outcome.result["chosen"] is not None
     return directory
+
+
+def _undefined_on_one_train_arch(cache: str) -> str:
+    """square(exp(K·params)) is infinite (undefined) on exactly the arch with the most parameters, one
+    of the train split: exp clamps its argument at 50, and K puts only that arch's 2·K·params beyond
+    the log of float32's largest value."""
+    from autoproxy.inspect_run import SPLITS
+    from search.tasks import load_task
+
+    task = load_task(cache, 0, tuple(SMALL["split_fractions"]), SMALL["seed"])
+    params = {split: task.scorer(split).packed.net_scalars["params"].double().numpy() for split in SPLITS}
+    largest, runner_up = sorted(np.concatenate(list(params.values())))[:-3:-1]
+    assert largest in params["train"] and largest > runner_up, "the tiny cache no longer fits this test"
+    factor = np.log(np.finfo(np.float32).max) / (largest + runner_up)
+    return f"square(exp(mul(net_params, {factor:.6g})))"
+
+
+def _write_run(directory: Path, cache: str, journal: list[tuple[str, float]], chosen: int,
+               validation_fitness: float) -> Path:
+    """A finished run's files as search/store.py writes them; ``chosen`` indexes ``journal``."""
+    from search.expressions import canonical_key, complexity, parse, simplified
+
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps({**SMALL, "caches": [cache], "metric": "kendall"}))
+    records = [{"index": index, "key": canonical_key(parse(expression)), "expression": expression,
+                "fitness": fitness, "status": "ok", "generation": 0}
+               for index, (expression, fitness) in enumerate(journal)]
+    (directory / "evaluations.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    (directory / "checkpoint.json").write_text(json.dumps({"version": 1, "generation": 0,
+                                                           "evaluations": len(records)}))
+    (directory / "log.jsonl").write_text(json.dumps({"generation": 0, "best_fitness": max(f for _, f in journal),
+                                                     "median_fitness": float(np.median([f for _, f in journal]))}))
+    tree = parse(journal[chosen][0])
+    (directory / "result.json").write_text(json.dumps({
+        "stop_reason": "generations", "generations": 0, "evaluated": len(records), "elapsed_s": 1.0,
+        "chosen": {"key": records[chosen]["key"], "expression": journal[chosen][0], "simplified": simplified(tree),
+                   "complexity": complexity(tree), "train_fitness": journal[chosen][1],
+                   "validation_fitness": validation_fitness},
+        "test": None}))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def off_front_run(cache_dir, tmp_path_factory) -> Path:
+    """A run that chose (on validation) a formula that a simpler one beats on train fitness, so the
+    chosen formula is not on the Pareto front; it is also undefined on one train arch."""
+    journal = [("net_params", 0.4), ("net_sum(node_l2(grad))", 0.6), (_undefined_on_one_train_arch(cache_dir), 0.3)]
+    return _write_run(tmp_path_factory.mktemp("runs") / "off-front", cache_dir, journal, chosen=2,
+                      validation_fitness=0.9)
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +174,109 @@ def test_inspect_lists_the_pareto_front_with_all_scores(run_dir):
     assert code == 0, output
     assert "[1] complexity" in output and "train τ" in output and "ρ(params)" in output
     code, output = cli("inspect", str(run_dir), "--latex")
-    assert code == 0 and "\\begin{tabular}" in output and output.count("\\\\") == len(report.rows) + 1
+    # header, rows, the chosen formula's row when it is off the front, and the line saying what $^*$ means
+    assert code == 0 and "\\begin{tabular}" in output and output.count("\\\\") == len(report.shown_rows) + 2
+
+
+def test_inspect_scores_the_chosen_formula_as_the_search_reported_it(run_dir):
+    from autoproxy.inspect_run import inspect_run
+
+    result = json.loads((run_dir / "result.json").read_text())
+    report = inspect_run(run_dir)
+    assert report.chosen.candidate.expression == result["chosen"]["expression"]
+    for task, scores in result["test"].items():
+        assert report.chosen.tasks[task].correlations["test"] == pytest.approx((scores["kendall"], scores["spearman"]))
+
+
+def test_inspect_shows_and_marks_the_chosen_formula_off_the_front(off_front_run):
+    from autoproxy.inspect_run import format_latex, inspect_run
+
+    code, table = cli("inspect", str(off_front_run))
+    assert code == 0, table
+    lines = table.splitlines()
+    assert lines[1] == ("* chosen on validation (result.json; validation fitness +0.900), "
+                        "not on the Pareto front, shown after it")
+    marked = [number for number, line in enumerate(lines) if line.startswith("* [")]
+    assert len(marked) == 1 and lines[marked[0]].startswith("* [off the front] complexity ")
+    report = inspect_run(off_front_run)
+    assert [row.candidate.expression for row in report.rows] == ["net_params", "net_sum(node_l2(grad))"]
+    chosen = report.chosen
+    assert chosen.number is None and chosen not in report.rows
+    assert lines[marked[0]] == f"* [off the front] complexity {chosen.candidate.complexity}  train fitness +0.3000"
+    assert lines[marked[0] + 1].strip() == chosen.simplified
+    latex = format_latex(report).splitlines()
+    assert latex[-2].startswith("\\multicolumn") and "$^*$ chosen on validation (result.json" in latex[-2]
+    assert latex[-5] == "\\midrule" and latex[-4].startswith(f"{chosen.candidate.complexity}$^*$ & ")
+    assert latex[-4].endswith(f"${chosen.latex}$ \\\\")
+
+
+def test_inspect_ranks_undefined_archs_last_as_the_search_does(off_front_run):
+    from autoproxy.inspect_run import SPLITS, inspect_run
+    from search.expressions import parse, report_scores
+    from search.fitness import kendall_tau
+    from search.tasks import load_task
+
+    code, table = cli("inspect", str(off_front_run))
+    assert code == 0 and "undefined archs (ranked last): train 1" in table.split("[off the front]")[1]
+    report = inspect_run(off_front_run)
+    (scores,) = report.chosen.tasks.values()
+    assert scores.undefined == {"train": 1, "validation": 0, "test": 0}
+    task = load_task(report.config["caches"][0], 0, tuple(SMALL["split_fractions"]), SMALL["seed"])
+    tree = parse(report.chosen.candidate.expression)
+    for split in SPLITS:
+        expected = kendall_tau(report_scores(tree, task.scorer(split)), task.accuracy_of(split))
+        assert scores.correlations[split][0] == pytest.approx(expected)
+
+
+def _figure_text(figure) -> str:
+    """Every text of a figure (titles, legend, labels), whitespace collapsed (long formulas wrap)."""
+    from matplotlib.text import Text
+
+    return " ".join(" ".join(text.get_text().split()) for text in figure.findobj(Text))
+
+
+def test_every_plot_names_the_chosen_formula(off_front_run):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from autoproxy.inspect_run import describe, inspect_run, plot_figures
+
+    report = inspect_run(off_front_run)
+    chosen = describe(report, report.chosen)
+    assert chosen == ("chosen on validation, not on the Pareto front, "
+                      f"complexity {report.chosen.candidate.complexity}: {report.chosen.simplified}")
+    figures = plot_figures(report)
+    assert set(figures) == {"fitness.png", "test_scores.png", "pareto.png"}
+    for name, figure in figures.items():
+        assert chosen in _figure_text(figure), name
+    (scores,) = report.chosen.tasks.values()
+    plotted = figures["test_scores.png"].axes[0].collections[0].get_offsets()
+    assert np.array_equal(np.asarray(plotted)[:, 0], scores.test_scores)
+    assert "Pareto front (rows 1-2)" in _figure_text(figures["pareto.png"])
+    for figure in figures.values():
+        plt.close(figure)
+
+
+def test_inspect_of_a_run_without_result_json_marks_nothing(off_front_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    import matplotlib.pyplot as plt
+
+    from autoproxy.inspect_run import NO_RESULT_NOTE, NOTHING_CHOSEN_NOTE, format_table, inspect_run, plot_figures
+
+    running = tmp_path / "running"
+    shutil.copytree(off_front_run, running)
+    (running / "result.json").unlink()
+    report = inspect_run(running)
+    assert report.chosen is None and len(report.shown_rows) == 2
+    table = format_table(report).splitlines()
+    assert table[1] == NO_RESULT_NOTE and not [line for line in table if line.startswith("*")]
+    figure = plot_figures(report)["test_scores.png"]
+    assert "not chosen, Pareto-front row" in _figure_text(figure) and NO_RESULT_NOTE in _figure_text(figure)
+    plt.close(figure)
+    (running / "result.json").write_text(json.dumps({"stop_reason": "generations", "chosen": None}))
+    assert format_table(inspect_run(running)).splitlines()[1] == NOTHING_CHOSEN_NOTE
 
 
 def test_inspect_plots(run_dir, tmp_path):

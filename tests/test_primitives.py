@@ -16,6 +16,7 @@ from primitives.per_node import PerNodeData, evaluate_per_node
 from primitives.pset import random_tree
 from primitives.reference import REFERENCE_EXPRESSIONS, reference_tree
 from primitives.symbolic import canonical_key, simplified_latex, simplified_text
+from primitives.parse import MAX_DEPTH
 from primitives.tree import from_json, parse, to_json, to_string
 
 KEYS = ["(2, 3, 2, 3, 2, 3)", "(2, 0, 4, 2, 1, 3)", "(3, 3, 0, 2, 4, 2)"]
@@ -67,6 +68,31 @@ def test_bad_json_is_an_expression_error():
         from_json({"op": "net_sum", "leaf": "weight"})
     with pytest.raises(ExpressionError, match="unknown primitive 'nope'"):
         from_json({"op": "nope", "args": [{"leaf": "weight"}]})
+
+
+def nested_abs(depth: int) -> tuple[str, dict]:
+    """``net_sum(node_sum(abs(...abs(weight))))`` with ``depth`` nested calls, as text and as JSON
+    (built without recursion, so any depth can be made)."""
+    names = ["net_sum", "node_sum", *["abs"] * (depth - 2)]
+    doc: dict = {"leaf": "weight"}
+    for name in reversed(names):
+        doc = {"op": name, "args": [doc]}
+    return "".join(f"{name}(" for name in names) + "weight" + ")" * depth, doc
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 3000])
+def test_too_deep_expressions_are_refused_not_a_recursion_error(depth):
+    text, doc = nested_abs(depth)
+    with pytest.raises(ExpressionError, match=f"nested deeper than {MAX_DEPTH} calls"):
+        parse(text)
+    with pytest.raises(ExpressionError, match=f"nested deeper than {MAX_DEPTH} calls"):
+        from_json(doc)
+
+
+def test_the_deepest_allowed_expression_parses_in_both_forms():
+    text, doc = nested_abs(MAX_DEPTH)
+    tree = parse(text)
+    assert from_json(doc) == tree and to_string(tree) == text
 
 
 def test_overloads_resolve_by_argument_type():

@@ -9,13 +9,16 @@ import random
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 import autoproxy
+from autoproxy.cli import main
+from autoproxy.export import ExportError, standalone_source
 from autoproxy.expression_proxy import expression_score
 from autoproxy.proxy_runtime import (NETWORK_SCALAR_LEAVES, NETWORK_TENSOR_LEAVES, NODE_SCALAR_LEAVES,
                                      NODE_TENSOR_LEAVES, RUNTIME_OPS, evaluate_expression)
-from autoproxy.registry import (ENTRY_POINT_GROUP, REGISTRY_ENV, RegistryError, all_proxies, get_proxy,
-                                proxy_document, save_proxy)
+from autoproxy.registry import (ENTRY_POINT_GROUP, REGISTRY_ENV, RegistryError, RegistryWarning, all_proxies,
+                                check_name, get_proxy, proxy_document, save_proxy)
 from autoproxy.spaces import get_space
 from autoproxy.statistics import compute_statistics
 from primitives import types as T
@@ -129,6 +132,12 @@ def test_reference_expression_matches_direct_proxy_through_the_registry(registry
     (json.dumps({**THIRD_PARTY_DOC, "name": "evil", "tree": to_json(reference_tree("snip"))}), "disagree"),
     (json.dumps({**THIRD_PARTY_DOC, "name": "evil", "code": "print(1)"}), "unknown fields"),
     (json.dumps({**THIRD_PARTY_DOC, "name": "../evil"}), "invalid proxy name"),
+    (json.dumps({**THIRD_PARTY_DOC, "name": "evil", "simplified": 'x"""\nimport os\nos.system("echo pwned")\n"""'}),
+     "one printable line"),
+    (json.dumps({**THIRD_PARTY_DOC, "name": "evil", "simplified": "\x1b[2J\x1b[31mnet_params"}), "one printable line"),
+    (json.dumps({**THIRD_PARTY_DOC, "name": "evil", "source": {"run": "runs/x\nimport os"}}), "one printable line"),
+    (json.dumps({**THIRD_PARTY_DOC, "name": "evil", "source": {"a": {"b": {"c": {"d": {"e": "deep"}}}}}}), "nested"),
+    ('{"a": ' * 3000 + "1" + "}" * 3000, "nested too deeply"),
 ])
 def test_files_holding_code_or_unknown_names_are_refused(registry, content, message):
     registry.mkdir(parents=True)
@@ -136,8 +145,85 @@ def test_files_holding_code_or_unknown_names_are_refused(registry, content, mess
     with pytest.raises(RegistryError, match=message) as caught:
         get_proxy("evil")
     assert "evil.json" in str(caught.value)
-    with pytest.raises(RegistryError):
-        autoproxy.list_proxies()
+    with pytest.warns(RegistryWarning, match="evil.json"):
+        assert "nwot" in autoproxy.list_proxies()    # a bad file hides only itself
+
+
+def test_list_shows_every_good_proxy_and_names_each_bad_file(registry):
+    save_proxy(proxy_document("good", parse("net_sum(node_l2(grad))")))
+    (registry / "broken.json").write_text("{not json")
+    (registry / "evil.json").write_text(json.dumps({**THIRD_PARTY_DOC, "name": "evil", "expression": "exec(weight)"}))
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 1
+    listed = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert {"good", "nwot", "snip"} <= set(listed) and "evil" not in listed
+    assert listed["good"].endswith("net_sum(node_l2(grad))")
+    problems = result.stderr.splitlines()
+    assert len(problems) == 2 and all(line.startswith("skipped: ") for line in problems)
+    assert "broken.json" in problems[0] and "evil.json" in problems[1]
+    assert autoproxy.load_proxy("good").expression == "net_sum(node_l2(grad))"
+    with pytest.raises(RegistryError, match="unknown proxy 'nope'.*good"):
+        get_proxy("nope")
+
+
+def test_free_text_is_never_shown_as_the_formula_nor_written_into_code(registry):
+    injected = '"""; import os; os.system("echo pwned"); """'      # one printable line: accepted as free text
+    doc = {**proxy_document("good", parse("net_sum(node_l2(grad))")), "simplified": injected,
+           "source": {"run": injected}}
+    registry.mkdir(parents=True)
+    (registry / "good.json").write_text(json.dumps(doc))
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0 and "pwned" not in result.output
+    source = standalone_source(get_proxy("good").document)
+    assert "pwned" not in source
+    assert "Formula: net_sum(node_l2(grad))" in source
+
+
+def test_a_module_whose_docstring_was_escaped_is_refused(monkeypatch):
+    import primitives.symbolic
+
+    doc = proxy_document("good", parse("net_sum(node_l2(grad))"))
+    monkeypatch.setattr(primitives.symbolic, "simplified_text", lambda tree: 'x"""\nimport os\n"""')
+    with pytest.raises(ExportError, match="statements the generator did not write"):
+        standalone_source(doc)
+
+
+@pytest.mark.parametrize("name", ["class", "None", "match", "type", "sum", "print"])
+def test_keywords_and_builtins_are_not_proxy_names(name):
+    with pytest.raises(RegistryError, match=f"invalid proxy name '{name}': a Python keyword or builtin"):
+        check_name(name)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A finished search run, as far as export reads one."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({"name": "tiny", "seed": 0, "caches": []}))
+    chosen = {"expression": "net_sum(node_l2(grad))", "train_fitness": 0.5, "validation_fitness": 0.4}
+    (directory / "result.json").write_text(json.dumps({"chosen": chosen, "test": None}))
+    return directory
+
+
+def test_export_under_a_keyword_name_writes_nothing(run_dir, registry, tmp_path):
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--name", "class", "--python", str(tmp_path / "m.py")])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: invalid proxy name 'class': a Python keyword or builtin name; "
+                                     "choose another")
+    assert not registry.exists() and not (tmp_path / "m.py").exists()
+
+
+def test_export_that_cannot_write_the_registry_leaves_the_module_as_it_was(run_dir, tmp_path, monkeypatch):
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")
+    monkeypatch.setenv(REGISTRY_ENV, str(blocked))          # the registry write fails after the module's
+    module = tmp_path / "found.py"
+    for before in (None, "# the user's previous module\n"):
+        if before is not None:
+            module.write_text(before)
+        result = CliRunner().invoke(main, ["export", str(run_dir), "--name", "found", "--python", str(module)])
+        assert result.exit_code == 2 and "nothing was exported" in result.output, result.output
+        assert (module.read_text() if module.exists() else None) == before
 
 
 def test_unknown_name_lists_what_is_known():

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,9 @@ def test_cli_run_writes_every_artefact(reference_run):
     result = read(reference_run, "result.json")
     assert result["chosen"]["key"] in {entry["key"] for entry in hall}
     assert set(result["test"]["nb201-tiny"]) == {"kendall", "spearman"}
+    stability = result["stability"]["nb201-tiny"]   # the default grid: init seeds 0..4 × batch seeds 0..2
+    assert stability["split"] == "test" and len(stability["draws"]) == 15
+    assert {"mean", "std"} <= set(stability["summary"]["spearman"]) and "total" in stability["undefined"]
     keys = [json.loads(line)["key"] for line in (reference_run / "evaluations.jsonl").read_text().splitlines()]
     assert len(keys) == len(set(keys)), "a canonical form was evaluated twice"
 
@@ -130,3 +135,29 @@ def test_ray_and_serial_executors_find_the_same(tmp_path, config_file, reference
     assert outcome.stop_reason == "generations"
     assert read(tmp_path / "ray", "hall_of_fame.json") == read(reference_run, "hall_of_fame.json")
     assert outcome.result["chosen"] == read(reference_run, "result.json")["chosen"]
+
+
+# Runs the CLI with a native write to file descriptor 1 before the search, as Ray's C++ core worker
+# logs its warnings (`core_worker.cc ... max_restarts > 0`): past sys.stdout and Python logging.
+NATIVE_NOISE_CLI = """
+import os, sys
+import search.runner
+search_for_real = search.runner.run_search
+def noisy(*args, **kwargs):
+    os.write(1, b"core_worker.cc: native noise\\n")
+    return search_for_real(*args, **kwargs)
+search.runner.run_search = noisy
+from autoproxy.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_ray_search_prints_only_results_on_stdout(tmp_path, config_file):
+    args = ["search", "--config", config_file, "--executor", "ray", "--workers", "1", "--generations", "1",
+            "--quiet", "--out", str(tmp_path), "--name", "ray"]
+    done = subprocess.run([sys.executable, "-c", NATIVE_NOISE_CLI, *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "native noise" in done.stderr
+    assert "native noise" not in done.stdout and "core_worker" not in done.stdout and "\x1b" not in done.stdout
+    assert done.stdout.startswith(f"run: {tmp_path / 'ray'} ("), done.stdout

@@ -75,6 +75,8 @@ def test_named_configs_load_and_validate():
     ({"elites": 99}, "elites"),
     ({"generations": None, "time_budget_s": None}, "generations"),
     ({"mutation_weights": {"teleport": 1}}, "mutation_weights"),
+    ({"stability_inits": -1}, "stability_inits"),
+    ({"stability_batches": 1.5}, "stability_batches"),
 ])
 def test_bad_config_names_the_culprit(data, culprit):
     with pytest.raises(ConfigError, match=culprit):

@@ -56,3 +56,13 @@ def test_unknown_primitive_is_one_error_line(cache_dir):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "frobnicate" in lines[0] and lines[0].startswith("error:")
+
+
+def test_too_deep_expression_is_one_error_line_naming_the_limit(tmp_path):
+    from primitives.parse import MAX_DEPTH
+
+    expression = "net_sum(node_sum(" + "abs(" * 2998 + "weight" + ")" * 3000
+    result = CliRunner().invoke(main, ["try", expression, "--cache", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and f"deeper than {MAX_DEPTH} calls" in lines[0]

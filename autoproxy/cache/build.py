@@ -6,8 +6,10 @@ seed extends a smaller one instead of replacing it.
 
 Workers compute and write their entry file themselves (only a small result crosses Ray's object
 store); the driver records each finished entry in the manifest at once and reports an arch that
-fails as one line without stopping the others. Weights are initialised with ``torch.manual_seed(seed)``
-before each build, so an entry does not depend on the executor or on which worker computed it.
+fails as one line without stopping the others, unless the first ``FAIL_FAST_ARCHS`` all fail the
+same way (a bad input, not a bad arch: the build stops rather than fail every arch). Weights are
+initialised with ``torch.manual_seed(seed)`` before each build and every arch runs on one torch
+thread, so an entry does not depend on the executor or on which worker computed it.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import os
 import random
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -29,8 +32,10 @@ from autoproxy.cache.manifest import MANIFEST_NAME, CacheSettings, Entry, Manife
 from autoproxy.cache.store import encode_entry
 from autoproxy.errors import AutoproxyError, CacheError
 from autoproxy.statistics import DEFAULT_SUB_BATCHES, STATISTICS_VERSION
+from autoproxy.torch_threads import one_torch_thread
 
 _RAY_OBJECT_STORE_BYTES = 200 * 1024**2
+FAIL_FAST_ARCHS = 3     # the build stops when its first this-many archs all fail with the same error
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,13 @@ class BuildSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     total_bytes: int = 0
     seconds: float = 0.0
+
+    def skipped_line(self) -> str | None:
+        """One line on the skipped archs (None when there are none)."""
+        if not self.failed:
+            return None
+        key, error = self.failed[0]
+        return f"{len(self.failed)} archs skipped: first reason (arch {key}): {error}"
 
     @property
     def seconds_per_arch(self) -> float:
@@ -84,13 +96,17 @@ def select_records(records: Sequence[ArchRecord], seed: int, limit: int | None) 
 
 
 def compute_entry(key: str, settings: CacheSettings, inputs: torch.Tensor, targets: torch.Tensor,
-                  directory: str, single_thread: bool = False) -> EntryResult:
+                  directory: str) -> EntryResult:
     """Build arch ``key``, compute its statistics and write its entry file; never raises."""
+    with one_torch_thread():
+        return _compute_entry(key, settings, inputs, targets, directory)
+
+
+def _compute_entry(key: str, settings: CacheSettings, inputs: torch.Tensor, targets: torch.Tensor,
+                   directory: str) -> EntryResult:
     from autoproxy.spaces import get_space
     from autoproxy.statistics import compute_statistics
 
-    if single_thread:
-        torch.set_num_threads(1)
     try:
         torch.manual_seed(settings.seed)
         model = get_space(settings.space).build(key, num_classes=settings.num_classes,
@@ -123,15 +139,15 @@ def _run_ray(keys, settings, inputs, targets, directory, workers: int) -> Iterat
         # address="local": our own instance, even when another process runs a cluster on this machine
         ray.init(address="local", include_dashboard=False, num_cpus=workers, object_store_memory=_RAY_OBJECT_STORE_BYTES,
                  log_to_driver=False, logging_level="ERROR")
+    in_flight: dict = {}
     try:
         remote = ray.remote(num_cpus=1)(compute_entry)
         inputs_ref, targets_ref = ray.put(inputs), ray.put(targets)  # one copy, shared by all tasks
         pending_keys = list(keys)[::-1]
-        in_flight: dict = {}
         while pending_keys or in_flight:
             while pending_keys and len(in_flight) < 2 * workers:
                 key = pending_keys.pop()
-                ref = remote.remote(key, settings, inputs_ref, targets_ref, directory, True)
+                ref = remote.remote(key, settings, inputs_ref, targets_ref, directory)
                 in_flight[ref] = key
             done, _ = ray.wait(list(in_flight), num_returns=1)
             key = in_flight.pop(done[0])
@@ -140,6 +156,8 @@ def _run_ray(keys, settings, inputs, targets, directory, workers: int) -> Iterat
             except Exception as err:  # a crashed worker (e.g. out of memory) costs only its arch
                 yield EntryResult(key, error=f"worker failed: {type(err).__name__}: {err}".splitlines()[0])
     finally:
+        for ref in in_flight:   # left when the build stops early
+            ray.cancel(ref)
         if started_here:
             ray.shutdown()
 
@@ -168,6 +186,25 @@ def _open_for_build(directory: Path, settings: CacheSettings, benchmark_path: Pa
         entry = manifest.entries.pop(key)
         echo(f"cache entry {key} ({directory / entry.file}) is corrupt or missing: rebuilding it")
     return manifest
+
+
+def check_labels_fit(data: str | Path, label_classes: int, classes: int, task: str) -> None:
+    """Refuse, before building anything, an images file whose labels the classifier cannot output
+    (every arch would fail its loss with an out-of-bounds target)."""
+    if label_classes > classes:
+        raise CacheError(f"--data {data} has labels up to {label_classes - 1}, but task {task!r} has {classes} "
+                         f"classes: use images of that task or pass --num-classes (at least {label_classes})")
+
+
+def _stop_if_first_archs_fail_alike(summary: BuildSummary, kept: int) -> None:
+    """Stop the build when its first ``FAIL_FAST_ARCHS`` archs all failed with the same error (arch
+    keys masked): the input is bad, not the archs, and every other arch would fail the same way."""
+    if summary.built or len(summary.failed) != FAIL_FAST_ARCHS:
+        return
+    reasons = {error.replace(key, "<arch>") for key, error in summary.failed}
+    if len(reasons) == 1:
+        raise CacheError(f"stopped: the first {FAIL_FAST_ARCHS} archs all failed with {reasons.pop()} "
+                         f"({summary.directory} keeps its {kept} finished entries)")
 
 
 def _data_sha256(data: str | Path | None) -> str | None:
@@ -219,7 +256,9 @@ def build_cache(
     data_path = None if data is None else (str(data) if str(data) in NAMED_DATASETS else Path(data))
     records = load_benchmark(benchmark_path, space=space, task=task)
     classes = num_classes_for(task, num_classes)
-    inputs, targets, _ = load_minibatch(data_path, batch_size, seed, noise=noise, num_classes=classes)
+    inputs, targets, label_classes = load_minibatch(data_path, batch_size, seed, noise=noise, num_classes=classes)
+    if data_path is not None:
+        check_labels_fit(data_path, label_classes, classes, task)
     settings = CacheSettings(
         space=space, task=task, num_classes=classes, benchmark_sha256=sha256_file(benchmark_path),
         data_sha256=_data_sha256(data_path), noise=noise, batch_size=batch_size, seed=seed, width=width,
@@ -240,12 +279,14 @@ def build_cache(
     else:
         results = _run_ray(todo, settings, inputs, targets, str(directory), workers or os.cpu_count() or 1)
     start = time.perf_counter()
-    with tqdm(total=len(todo), unit="arch", desc="statistics", disable=not progress or not todo) as bar:
+    with tqdm(total=len(todo), unit="arch", desc="statistics", disable=not progress or not todo) as bar, \
+            closing(results):
         for result in results:
             bar.update()
             if result.error is not None:
                 summary.failed.append((result.key, result.error))
                 tqdm.write(f"skipped arch {result.key}: {result.error}", file=sys.stderr)
+                _stop_if_first_archs_fail_alike(summary, kept=len(manifest.entries))
                 continue
             manifest.entries[result.key] = Entry(result.key, accuracy[result.key], result.file,
                                                  result.sha256, result.bytes)

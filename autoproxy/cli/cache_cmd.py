@@ -48,7 +48,8 @@ def cache() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache directory.")
 def build(benchmark, space, task, data, noise, limit, batch_size, seed, width, depth, sub_batches,
           num_classes, dtype, max_channels, max_positions, executor, workers, out) -> None:
-    """Compute and store the statistics of a benchmark's archs; rerun to resume."""
+    """Compute and store the statistics of a benchmark's archs; rerun to resume. Exits with status 1
+    when an arch was skipped (the cache keeps every arch it built)."""
     from autoproxy.cache.build import build_cache
 
     summary = build_cache(
@@ -57,6 +58,9 @@ def build(benchmark, space, task, data, noise, limit, batch_size, seed, width, d
         max_positions=_all_if_zero(max_positions), dtype=dtype, num_classes=num_classes, limit=limit,
         executor=executor, workers=workers, echo=lambda line: click.echo(line, err=True))
     click.echo(summary.line())
+    if summary.failed:
+        click.echo(summary.skipped_line(), err=True)
+        sys.exit(1)
 
 
 @cache.command("verify")

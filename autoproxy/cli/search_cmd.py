@@ -29,6 +29,7 @@ from autoproxy.cli import main
 def search_command(config_name, caches, time_budget, generations, population, seed, out, name, executor, workers,
                    ray_address, resume_dir, quiet) -> None:
     """Evolve zero-cost proxies; writes config, log, hall of fame, checkpoint and result to OUT/NAME."""
+    from autoproxy.stability import summary_line
     from search.config import ConfigError, load_config, parse_duration
     from search.runner import resume_config, run_search
 
@@ -60,3 +61,5 @@ def search_command(config_name, caches, time_budget, generations, population, se
     click.echo(f"train {chosen['train_fitness']:.4f}  validation {chosen['validation_fitness']:.4f}")
     for task, values in (outcome.result.get("test") or {}).items():
         click.echo(f"test {task}: kendall {values['kendall']:.4f}  spearman {values['spearman']:.4f}")
+    for task, report in (outcome.result.get("stability") or {}).items():
+        click.echo(f"stability {task}: {report.get('skipped') or summary_line(report)}")

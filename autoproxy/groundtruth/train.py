@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -14,6 +13,7 @@ from torch import nn
 
 from autoproxy.flops import count_flops
 from autoproxy.datasets import ImageDataset
+from autoproxy.torch_threads import one_torch_thread
 
 _EVAL_CHUNK = 512
 
@@ -55,7 +55,7 @@ def train_and_evaluate(build: Callable[[], nn.Module], key: str, dataset: ImageD
     """Build with ``build()`` under the arch's seed, train (cosine LR to 0), score the held-out split."""
     start = time.perf_counter()
     seed = arch_seed(train_seed, key)
-    with _single_thread():
+    with one_torch_thread():
         torch.manual_seed(seed)
         model = build()
         params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -64,17 +64,6 @@ def train_and_evaluate(build: Callable[[], nn.Module], key: str, dataset: ImageD
         _recalibrate_batchnorm(model, dataset, settings.batch_size)
         accuracy = _accuracy(model, dataset)
     return TrainResult(key, accuracy, params, flops, time.perf_counter() - start)
-
-
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: results do not depend on the core count, and Ray workers do not fight."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _normalised(images: np.ndarray, dataset: ImageDataset) -> torch.Tensor:
