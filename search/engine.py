@@ -225,8 +225,7 @@ class Engine:
         for (key, individual), outcome in zip(fresh.items(), outcomes):
             fitness, status, shape = self._judge(outcome, generation)
             record = {"index": len(self.fitness), "key": key, "expression": expressions.to_text(individual),
-                      "fitness": fitness, "status": status, "behaviour": shape, "size": len(individual),
-                      "generation": generation}
+                      "fitness": fitness, "status": status, "size": len(individual), "generation": generation}
             self.fitness.add(key, fitness)
             self.statuses[status] += 1
             self.behaviour[key] = shape
