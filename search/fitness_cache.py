@@ -1,8 +1,8 @@
 """The run's memory of every canonical form it has scored: train fitness in 16 bytes per form.
 
 A 24-hour run scores about 10^7 distinct forms. Holding their journal records in memory (expression
-text and a 64-float behaviour vector, ~2.5 kB each) grew without bound; the journal on disk already
-has them. This cache keeps only what the loop needs to never score a form twice: a 64-bit BLAKE2b
+text and a 64-float behaviour vector, ~2.5 kB each) grew without bound; the journal on disk keeps
+their text. This cache keeps only what the loop needs to never score a form twice: a 64-bit BLAKE2b
 digest of the canonical key and its fitness. Recent forms sit in a dict; every ``MERGE_AT`` of them
 are merged into sorted numpy arrays (searched by bisection). Two forms share a digest with odds of
 about n²/2^65, 3·10^-6 for 10^7 forms.
