@@ -21,7 +21,7 @@ import numpy as np
 
 from _smoke import SMOKE_HELP, SMOKE_SEARCH, tiny_cache
 from search.config import SearchConfig, load_config
-from search.runner import run_search
+from search.runner import resume_config, run_search
 
 DAY_S = 24 * 3600.0
 SMOKE_MINUTES = 3 / 60
@@ -79,7 +79,7 @@ class Recorder:
         self.last = now
         with open(self.table, "a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row))
-            if len(self.rows) == 1:
+            if handle.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
 
@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="Folder for soak.csv, soak.png and the run (default: soak; "
                                                     "with --smoke a temporary one).")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser.add_argument("--resume", metavar="RUN", help="Continue a soak's run directory (after a crash); "
+                        "--minutes is then the total, rows are appended to OUT/soak.csv.")
     parser.add_argument("--report", metavar="CSV", help="Summarise and plot a soak.csv written earlier.")
     args = parser.parse_args()
     if args.report:
@@ -173,11 +175,16 @@ def soak(args: argparse.Namespace, base: SearchConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     config = base.replace(generations=10**9, time_budget_s=args.minutes * 60, seed=args.seed,
                           executor=args.executor, workers=args.workers, caches=args.cache or None)
-    run = out / f"run-{int(time.time())}"
     table = out / "soak.csv"
-    table.unlink(missing_ok=True)
+    if args.resume:
+        run = Path(args.resume)
+        config = resume_config(run, {"time_budget_s": config.time_budget_s, "executor": config.executor,
+                                     "workers": config.workers})
+    else:
+        run = out / f"run-{int(time.time())}"
+        table.unlink(missing_ok=True)
     recorder = Recorder(run, table)
-    outcome = run_search(config, run, progress=False, on_generation=recorder)
+    outcome = run_search(config, run, resume=bool(args.resume), progress=False, on_generation=recorder)
     print(f"soak: {args.config}, {outcome.generation} generations ({outcome.stop_reason})")
     report(recorder.rows, out)
 

@@ -189,3 +189,11 @@ def test_cuda_matches_cpu(sketched):
     for name in REFERENCE_EXPRESSIONS:
         tree = reference_tree(name)
         torch.testing.assert_close(evaluate(tree, gpu).scores.cpu(), evaluate(tree, cpu).scores, rtol=1e-3, atol=1e-4)
+
+
+def test_a_tree_sympy_refuses_is_keyed_and_shown_by_its_text():
+    """``Max(zoo, x)`` after a symbolic 1/0 makes SymPy raise; a 2-hour soak died on it once."""
+    tree = parse("net_sum(node_sum(max(inv(sub(weight, weight)), grad)))")
+    assert canonical_key(tree) == "text:" + to_string(tree)
+    assert simplified_text(tree) == to_string(tree)
+    assert simplified_latex(tree).startswith(r"\mathtt{net\_sum(")
