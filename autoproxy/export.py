@@ -1,12 +1,14 @@
 """Turn a formula of a search run into a registry proxy, and a registry proxy into a standalone
 Python module that needs nothing but torch.
 
-Standalone module, how: the engine's own statistics code (``autoproxy/flops.py``,
-``autoproxy/statistics.py``, both torch-only) and the torch-only expression interpreter
-``autoproxy/proxy_runtime.py`` are copied verbatim, with the expression embedded as JSON data. Why:
-no second hand-written version of each formula can drift from the engine; the interpreter is
-tested against the packed evaluator on random expressions covering every primitive, and the
-exported file is checked (by parsing it) to import only torch and the standard library.
+Standalone module, how: the engine's own torch-only modules (``BUNDLED_MODULES``: statistics,
+packing, the primitives' kernels, the evaluator and ``autoproxy/expression_proxy.py``, which scores one
+network exactly as ``autoproxy.score`` does) are copied verbatim, with the expression embedded as JSON
+data: the typed program of ``primitives/program.py``. Why: there is no second implementation of
+any primitive that could drift from the engine, and the exported file is checked (by parsing it) to
+import only torch and the standard library. Bundled modules import names from each other
+(``from primitives.kernels import VARIANTS_BY_KEY``), never whole modules, since one file has no
+modules to refer to.
 
 Nothing read from a file reaches the generated code as text: the formula in its docstring is
 derived from the parsed expression, the expression is embedded through ``repr``, and the parsed
@@ -25,7 +27,11 @@ from autoproxy.cache.files import write_atomic
 from autoproxy.errors import AutoproxyError
 from autoproxy.registry import DEFAULT_SUB_BATCHES, proxy_document, registry_entry, validate_document
 
-BUNDLED_MODULES = ("autoproxy.flops", "autoproxy.statistics", "autoproxy.proxy_runtime")
+# In dependency order: each module's top-level code uses only names defined above it.
+BUNDLED_MODULES = ("autoproxy.errors", "autoproxy.flops", "autoproxy.statistics", "primitives.types",
+                   "primitives.leaves", "primitives.packed", "primitives.kernels", "primitives.fold",
+                   "primitives.evaluate", "primitives.program", "autoproxy.expression_proxy")
+BUNDLED_PACKAGES = frozenset(module.split(".")[0] for module in BUNDLED_MODULES)
 ALLOWED_IMPORTS = frozenset(sys.stdlib_module_names) | {"torch"}
 
 
@@ -143,19 +149,19 @@ def _imported_names(tree: ast.Module) -> set[str]:
 
 
 def _strip_package_imports(module: str, source: str) -> tuple[str, set[str], set[str]]:
-    """The source without ``from __future__`` and ``autoproxy`` imports; also the names those
-    imports brought in and the module's own top-level names."""
+    """The source without ``from __future__`` imports and imports from the bundled packages; also the
+    names those imports brought in and the module's own top-level names."""
     tree = ast.parse(source)
     dropped_lines: set[int] = set()
     imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and \
-                (node.module == "__future__" or node.module.split(".")[0] == "autoproxy"):
+                (node.module == "__future__" or node.module.split(".")[0] in BUNDLED_PACKAGES):
             dropped_lines |= set(range(node.lineno, node.end_lineno + 1))
             if node.module != "__future__":
                 imported |= {alias.asname or alias.name for alias in node.names}
-        elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "autoproxy" for a in node.names):
-            raise ExportError(f"cannot bundle {module}: it imports a whole autoproxy module (line {node.lineno})")
+        elif isinstance(node, ast.Import) and any(a.name.split(".")[0] in BUNDLED_PACKAGES for a in node.names):
+            raise ExportError(f"cannot bundle {module}: it imports a whole package module (line {node.lineno})")
     kept = [line for number, line in enumerate(source.splitlines(), start=1) if number not in dropped_lines]
     return "\n".join(kept) + "\n", imported, _top_level_names(tree)
 
@@ -163,12 +169,16 @@ def _strip_package_imports(module: str, source: str) -> tuple[str, set[str], set
 def standalone_source(doc: dict[str, Any]) -> str:
     """A Python module defining ``<name>(net, inputs, targets, loss_fn=None, split_data=1) -> float``."""
     from autoproxy import __version__
+    from primitives.program import to_program
     from primitives.symbolic import simplified_text
     from primitives.tree import parse
 
     doc = validate_document(doc, f"proxy {doc.get('name')!r}")
     name = doc["name"]
-    parts, needed, defined = [], {"AutoproxyError"}, {"AutoproxyError"}
+    tree = parse(doc["expression"])
+    parts: list[tuple[str, str]] = []
+    needed: set[str] = set()
+    defined: set[str] = set()
     for module in BUNDLED_MODULES:
         source, imported, names = _strip_package_imports(module, _module_source(module))
         clash = defined & names
@@ -179,32 +189,29 @@ def standalone_source(doc: dict[str, Any]) -> str:
         defined |= names
     missing = needed - defined
     if missing:
-        raise ExportError(f"cannot bundle: {sorted(missing)} are imported from autoproxy but not bundled")
-    expression = json.dumps(doc["tree"], separators=(",", ":"), allow_nan=False)
+        raise ExportError(f"cannot bundle: {sorted(missing)} are imported from a bundled package but not bundled")
+    program = json.dumps(to_program(tree), separators=(",", ":"), allow_nan=False)
     sub_batches = int(doc.get("statistics", {}).get("sub_batches", DEFAULT_SUB_BATCHES))
     docstring = (
         f"Zero-cost proxy {name!r}, exported by autoproxy {__version__}; needs only torch.\n\n"
-        f"Formula: {simplified_text(parse(doc['expression']))}\n"
+        f"Formula: {simplified_text(tree)}\n"
         f"Expression: {doc['expression']}\n\n"
         f"Call ``{name}(net, inputs, targets, loss_fn=None, split_data=1) -> float`` (the NASLib /\n"
-        "zero-cost-nas measure signature). The code below is autoproxy's statistics and interpreter,\n"
-        "copied verbatim; the expression is data.\n")
-    code = [
-        "from __future__ import annotations\n\nimport json\n",
-        "class AutoproxyError(Exception):\n    \"\"\"Base class of the bundled code's errors.\"\"\"\n",
-    ]
+        "zero-cost-nas measure signature). The code below is autoproxy's own statistics, packing,\n"
+        "kernels and evaluator, copied verbatim; the expression is data.\n")
+    code = ["from __future__ import annotations\n\nimport json\n"]
     for module, source in parts:
         code.append(f"# {'-' * 20} copied verbatim from {module.replace('.', '/')}.py {'-' * 20}\n{source}")
     code.append(
         f"# {'-' * 20} the exported proxy {'-' * 20}\n"
-        f"_EXPORTED_EXPRESSION = json.loads({expression!r})\n"
+        f"_EXPORTED_PROGRAM = from_program(json.loads({program!r}))\n"
         f"_EXPORTED_SUB_BATCHES = {sub_batches}\n\n\n"
         f"def {name}(net, inputs, targets, loss_fn=None, split_data=1) -> float:\n"
         f'    """{name!r} of ``net`` on one minibatch. Statistics are computed on the whole batch (with\n'
         f"    {sub_batches} equal sub-batches for gradient moments); ``split_data`` is accepted for signature\n"
         '    compatibility only. ``net`` is not modified."""\n'
-        f"    statistics = compute_statistics(net, inputs, targets, loss_fn, sub_batches=_EXPORTED_SUB_BATCHES)\n"
-        f"    return evaluate_expression(_EXPORTED_EXPRESSION, statistics)\n")
+        "    return expression_score(_EXPORTED_PROGRAM, net, inputs, targets, loss_fn,\n"
+        "                            sub_batches=_EXPORTED_SUB_BATCHES)\n")
     text = "\n\n".join([f'"""{docstring}"""', *code])
     _check_module(text, docstring, code, name)
     return text

@@ -1,7 +1,8 @@
 """Run an expression proxy on a torch model with the engine itself: statistics, pack, evaluator.
 
 The search scores expressions on cached statistics of many archs; here the same code path scores
-one model directly, so a registry proxy means exactly what it meant during the search.
+one model directly, so a registry proxy means exactly what it meant during the search. Torch-only:
+``autoproxy export --python`` bundles this file, so a standalone module scores as ``autoproxy.score``.
 """
 from __future__ import annotations
 

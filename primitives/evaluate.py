@@ -3,21 +3,26 @@
 A valid tree never raises here: numerical trouble makes the result invalid with a reason
 ("non-finite", "constant", "linalg"); any other exception is a bug in a primitive's shapes and is
 reported as invalid with ``shape_error=True`` so that callers can count (and must never see) them.
+
+Evaluation is a fold (``primitives/fold.py``) over any prefix-order tree: a DEAP ``PrimitiveTree`` in
+the engine, the nodes of ``primitives/program.py`` in an exported module. Only torch, the standard
+library and the torch-only ``primitives`` modules are imported: ``autoproxy export --python`` bundles
+this file, so an exported proxy runs this very evaluator.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from functools import partial
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
-from deap import gp
 
-from primitives import types as T
-from primitives.catalog import PRIMITIVES_BY_KEY
+from primitives.fold import fold
+from primitives.kernels import VARIANTS_BY_KEY
 from primitives.leaves import LEAVES_BY_NAME
 from primitives.packed import PackedStatistics
-from primitives.tree import subtrees
+from primitives.types import ActIn, ActOut, ChanMatrix, Kernel, NetKernel, NodeScalar, Param
 
 CONSTANT_RTOL = 1e-6
 
@@ -40,17 +45,25 @@ def leaf_value(pk: PackedStatistics, name: str):
     """The packed value of a statistic leaf, laid out as its shape class requires."""
     leaf = LEAVES_BY_NAME[name]
     t = leaf.type
-    if t is T.Param:
+    if t is Param:
         return pk.params[leaf.key]
-    if t in (T.ActOut, T.ActIn, T.ChanMatrix):
+    if t in (ActOut, ActIn, ChanMatrix):
         return tuple(b.tensors[leaf.key] for b in pk.buckets_for(t))
-    if t is T.Kernel:
+    if t is Kernel:
         return pk.kernels[leaf.key]
-    if t is T.NodeScalar:
+    if t is NodeScalar:
         return pk.node_scalars[leaf.key]
-    if t is T.NetKernel:
+    if t is NetKernel:
         return pk.net_kernels[leaf.key]
     return pk.net_scalars[leaf.key]
+
+
+def terminal_value(pk: PackedStatistics, node: Any) -> torch.Tensor:
+    """A tree's statistic leaf, or its constant repeated over every node (node scalar) or arch."""
+    if isinstance(node.value, str):
+        return leaf_value(pk, node.value)
+    size = pk.num_nodes if node.ret is NodeScalar else pk.num_archs
+    return torch.full((size,), float(node.value), device=pk.device)
 
 
 def check_scores(scores: torch.Tensor) -> EvalResult:
@@ -61,6 +74,26 @@ def check_scores(scores: torch.Tensor) -> EvalResult:
     if float(high - low) <= CONSTANT_RTOL * max(float(high.abs()), float(low.abs()), 1e-30):
         return EvalResult(None, False, "constant")
     return EvalResult(scores, True)
+
+
+def judge(values: Callable[[], torch.Tensor]) -> EvalResult:
+    """The result of computing per-arch ``values``: invalid with the reason when linear algebra fails,
+    a shape error for any other exception, else as ``check_scores`` judges the scores."""
+    try:
+        scores = values()
+    except torch.linalg.LinAlgError as err:
+        return EvalResult(None, False, f"linalg: {str(err).splitlines()[0][:120]}")
+    except (RuntimeError, IndexError, ValueError, TypeError) as err:
+        return EvalResult(None, False, f"shape error: {str(err).splitlines()[0][:160]}", shape_error=True)
+    return check_scores(scores)
+
+
+class _Subtree(NamedTuple):
+    """A subtree's memo key (its typed text) and how to compute its value. Nothing runs until
+    ``value()`` is called, so a subtree found in the memo never evaluates its own arguments."""
+
+    key: str
+    value: Callable[[], Any]
 
 
 class Evaluator:
@@ -74,7 +107,7 @@ class Evaluator:
 
     def _remember(self, key: str, value) -> None:
         size = _nbytes(value)
-        if size > self.memo_bytes:
+        if not self.memo_bytes or size > self.memo_bytes:
             return
         while self._memo and self._memo_used + size > self.memo_bytes:
             _, old = self._memo.popitem(last=False)
@@ -82,41 +115,31 @@ class Evaluator:
         self._memo[key] = value
         self._memo_used += size
 
-    def _value(self, tree: Sequence, start: int, ends: dict[int, int]):
-        node = tree[start]
-        pk = self.packed
-        if not isinstance(node, gp.Primitive):
-            if isinstance(node.value, str):
-                return leaf_value(pk, node.value)
-            size = pk.num_nodes if node.ret is T.NodeScalar else pk.num_archs
-            return torch.full((size,), float(node.value), device=pk.device)
-        key = str(gp.PrimitiveTree(tree[start:ends[start]])) if self.memo_bytes else None
-        if key is not None and key in self._memo:
+    def _leaf(self, node: Any) -> _Subtree:
+        key = node.value if isinstance(node.value, str) else repr(float(node.value))
+        return _Subtree(key, partial(terminal_value, self.packed, node))
+
+    def _call(self, node: Any, args: list[_Subtree]) -> _Subtree:
+        key = f"{node.name}({', '.join(arg.key for arg in args)})" if self.memo_bytes else ""   # no memo: no keys
+        return _Subtree(key, partial(self._primitive_value, key, VARIANTS_BY_KEY[node.name].fn, args))
+
+    def _primitive_value(self, key: str, kernel: Callable, args: list[_Subtree]):
+        if key in self._memo:
             self._memo.move_to_end(key)
             return self._memo[key]
-        args, child = [], start + 1
-        for _ in range(node.arity):
-            args.append(self._value(tree, child, ends))
-            child = ends[child]
-        value = PRIMITIVES_BY_KEY[node.name].fn(pk, *args)
-        if key is not None:
-            self._remember(key, value)
+        value = kernel(self.packed, *(arg.value() for arg in args))
+        self._remember(key, value)
         return value
 
     def values(self, tree: Sequence) -> torch.Tensor:
         """Per-arch values without the validity judgement (a single arch's score is not "constant");
-        may raise on numerical trouble."""
+        may raise on numerical trouble. Computing a value recurses once per level of the tree, which
+        the parser limits to ``MAX_DEPTH`` (primitives/parse.py)."""
         with torch.no_grad():
-            return self._value(tree, 0, dict(subtrees(tree)))
+            return fold(tree, self._leaf, self._call).value()
 
     def evaluate(self, tree: Sequence) -> EvalResult:
-        try:
-            scores = self.values(tree)
-        except torch.linalg.LinAlgError as err:
-            return EvalResult(None, False, f"linalg: {str(err).splitlines()[0][:120]}")
-        except (RuntimeError, IndexError, ValueError, TypeError) as err:
-            return EvalResult(None, False, f"shape error: {str(err).splitlines()[0][:160]}", shape_error=True)
-        return check_scores(scores)
+        return judge(partial(self.values, tree))
 
     def evaluate_many(self, trees: Sequence[Sequence]) -> list[EvalResult]:
         return [self.evaluate(tree) for tree in trees]

@@ -34,7 +34,8 @@ from typing import Sequence
 import torch
 
 from autoproxy.errors import CacheError
-from primitives import types as T
+from primitives.types import (BUCKETED_IN, BUCKETED_OUT, ActIn, ActOut, ChanMatrix, Kernel, NetKernel, NetScalar,
+                              NodeScalar, Param)
 from primitives.leaves import leaves_of
 
 # What ``search`` packs with: measured on 128 NB201 cifar10 archs, see benchmarks/evaluator_throughput.py.
@@ -78,11 +79,11 @@ class PackedStatistics:
 
     def buckets_for(self, shape_class: type) -> list[Bucket]:
         """The bucket list that values of a bucketed shape class are laid out by."""
-        if shape_class in T.BUCKETED_OUT:
+        if shape_class in BUCKETED_OUT:
             return self.out_buckets
-        if shape_class in T.BUCKETED_IN:
+        if shape_class in BUCKETED_IN:
             return self.in_buckets
-        if shape_class is T.ChanMatrix:
+        if shape_class is ChanMatrix:
             return self.cov_buckets
         raise KeyError(shape_class.__name__)
 
@@ -125,10 +126,10 @@ def _bucketise(groups: dict[tuple, list[tuple[int, dict[str, torch.Tensor], floa
 
 
 def _batch_size(stats: Sequence) -> int:
-    """B, from the first node's activation (every node is checked against it while packing)."""
+    """B, from the first node's output activation (every node is checked against it while packing)."""
     if not stats[0].nodes:
         raise CacheError("statistics of arch #0 have no nodes")
-    return int(_require(stats[0].nodes[0].tensors, "act_out", "arch #0 node 0").shape[0])
+    return int(_require(stats[0].nodes[0].tensors, leaves_of(ActOut)[0].key, "arch #0 node 0").shape[0])
 
 
 def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: int | None = None,
@@ -150,11 +151,12 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
     if batch_sample is not None and batch_sample < full_batch:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + _BATCH_SALT)
         batch_index = torch.randperm(full_batch, generator=generator)[:batch_sample].sort().values
-    param_names = [leaf.key for leaf in leaves_of(T.Param)]
-    node_scalar_names = [leaf.key for leaf in leaves_of(T.NodeScalar)]
-    out_names = [leaf.key for leaf in leaves_of(T.ActOut)]
-    in_names = [leaf.key for leaf in leaves_of(T.ActIn)]
-    kernel_names = [leaf.key for leaf in leaves_of(T.Kernel)]
+    param_names = [leaf.key for leaf in leaves_of(Param)]
+    node_scalar_names = [leaf.key for leaf in leaves_of(NodeScalar)]
+    out_names = [leaf.key for leaf in leaves_of(ActOut)]
+    in_names = [leaf.key for leaf in leaves_of(ActIn)]
+    kernel_names = [leaf.key for leaf in leaves_of(Kernel)]
+    (cov_name,) = [leaf.key for leaf in leaves_of(ChanMatrix)]     # channel sampling assumes one such leaf
 
     node_arch: list[int] = []
     node_scalars: dict[str, list[float]] = {n: [] for n in node_scalar_names}
@@ -174,15 +176,14 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
             node_arch.append(arch)
             for name in node_scalar_names:
                 node_scalars[name].append(float(_require(node.scalars, name, where)))
-            weight = _require(node.tensors, "weight", where)
-            numel = weight.numel()
+            numel = _require(node.tensors, param_names[0], where).numel()     # the same for every param leaf
             index = None
             if param_sample is not None and numel > param_sample:
                 index = _sample_index(numel, param_sample, position, seed)
             for name in param_names:
                 flat = _require(node.tensors, name, where).reshape(-1)
                 if flat.numel() != numel:
-                    raise CacheError(f"{where}: {name!r} has {flat.numel()} entries, weight {numel}")
+                    raise CacheError(f"{where}: {name!r} has {flat.numel()} entries, {param_names[0]} {numel}")
                 params[name].append(flat if index is None else flat[index])
             kept = numel if index is None else len(index)
             param_count.append(kept)
@@ -205,12 +206,12 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
                     acts = {n: t[batch_index] for n, t in acts.items()}
                 groups.setdefault(tuple(next(iter(acts.values())).shape), []).append((
                     global_id, acts, node.scalars[chan_key] / shape[1], node.scalars[pos_key] / shape[2]))
-            cov = _require(node.tensors, "act_cov", where)
+            cov = _require(node.tensors, cov_name, where)
             channels = cov.shape[-1]
             if channel_sample is not None and channels > channel_sample:
                 cov = _principal(cov, _sample_index(channels, channel_sample, position, seed + _CHANNEL_SALT))
             cov_groups.setdefault(tuple(cov.shape), []).append(
-                (global_id, {"act_cov": cov}, channels / cov.shape[-1], 1.0))
+                (global_id, {cov_name: cov}, channels / cov.shape[-1], 1.0))
 
     num_nodes, num_archs = len(node_arch), len(stats)
     node_arch_t = torch.tensor(node_arch, dtype=torch.long)
@@ -233,7 +234,7 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
         node_scalars={n: f32(v) for n, v in node_scalars.items()},
         net_scalars={leaf.key: f32([float(_require(s.scalars, leaf.key, f"arch #{i}"))
                                     for i, s in enumerate(stats)])
-                     for leaf in leaves_of(T.NetScalar)},
+                     for leaf in leaves_of(NetScalar)},
         params={n: torch.cat(v).to(device, torch.float32) for n, v in params.items()},
         param_seg=torch.repeat_interleave(torch.arange(num_nodes), torch.tensor(param_count)).to(device),
         param_count=f32(param_count), param_scale=f32(param_scale),
@@ -242,7 +243,7 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
         net_kernels={leaf.key: _principal(torch.stack([_require(s.tensors, leaf.key, f"arch #{i}")
                                                        for i, s in enumerate(stats)]), batch_index
                                           ).to(device, torch.float32)
-                     for leaf in leaves_of(T.NetKernel)},
+                     for leaf in leaves_of(NetKernel)},
         out_buckets=_bucketise(out_groups, device),
         in_buckets=_bucketise(in_groups, device),
         cov_buckets=_bucketise(cov_groups, device),

@@ -3,20 +3,20 @@
 EZNAS-style interpreters run a program per architecture and per layer in Python. Here every node
 of every arch gets its own one-node ``PackedStatistics`` (sliced from the packed subset, so the
 data are identical), node-level subtrees are evaluated node by node, and only the aggregations see
-a whole architecture.
+a whole architecture. The kernels are the evaluator's own (``primitives/kernels.py``); only the
+loop differs, so the comparison measures vectorisation and nothing else.
 """
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
-from deap import gp
 
-from primitives.catalog import PRIMITIVES_BY_KEY
-from primitives.evaluate import EvalResult, check_scores, leaf_value
+from primitives.evaluate import EvalResult, judge, terminal_value
+from primitives.fold import fold
+from primitives.kernels import VARIANTS_BY_KEY
 from primitives.packed import Bucket, PackedStatistics
-from primitives.tree import subtrees
 
 
 def _slice_buckets(buckets: list[Bucket], keep: torch.Tensor, new_id: torch.Tensor) -> list[Bucket]:
@@ -65,32 +65,24 @@ class PerNodeData:
         self.nodes = [[subset(arch_pack, 0, [i]) for i in range(arch_pack.num_nodes)] for arch_pack in self.archs]
 
 
-def _value(tree, start, ends, pack: PackedStatistics, node_packs: list[PackedStatistics]):
-    node = tree[start]
-    if not isinstance(node, gp.Primitive):
-        if isinstance(node.value, str):
-            return leaf_value(pack, node.value)
-        size = pack.num_nodes if node.ret.level == "node" else pack.num_archs
-        return torch.full((size,), float(node.value), device=pack.device)
-    children, child = [], start + 1
-    for _ in range(node.arity):
-        children.append(child)
-        child = ends[child]
-    spec = PRIMITIVES_BY_KEY[node.name]
-    if spec.out_type.level == "network" and spec.in_types[0].level == "node":
-        per_node = [_value(tree, children[0], ends, p, []) for p in node_packs]
-        return spec.fn(pack, torch.cat(per_node))
-    return spec.fn(pack, *(_value(tree, c, ends, pack, node_packs) for c in children))
+def _leaf(node) -> Callable:
+    return lambda pack, node_packs: terminal_value(pack, node)
+
+
+def _call(node, args: list[Callable]) -> Callable:
+    """How to compute a subtree on one arch's pack: an aggregation runs its argument once per node pack."""
+    variant = VARIANTS_BY_KEY[node.name]
+    if variant.out_type.level == "network" and variant.in_types[0].level == "node":
+        (per_node,) = args
+        return lambda pack, node_packs: variant.fn(pack, torch.cat([per_node(p, []) for p in node_packs]))
+    return lambda pack, node_packs: variant.fn(pack, *(arg(pack, node_packs) for arg in args))
 
 
 def evaluate_per_node(tree: Sequence, data: PerNodeData) -> EvalResult:
     """Same result as ``evaluate`` (up to float rounding), computed arch by arch and node by node."""
-    ends = dict(subtrees(tree))
-    try:
+    run = fold(tree, _leaf, _call)
+
+    def scores() -> torch.Tensor:
         with torch.no_grad():
-            scores = torch.cat([_value(tree, 0, ends, arch, nodes) for arch, nodes in zip(data.archs, data.nodes)])
-    except torch.linalg.LinAlgError as err:
-        return EvalResult(None, False, f"linalg: {str(err).splitlines()[0][:120]}")
-    except (RuntimeError, IndexError, ValueError, TypeError) as err:
-        return EvalResult(None, False, f"shape error: {str(err).splitlines()[0][:160]}", shape_error=True)
-    return check_scores(scores)
+            return torch.cat([run(arch, nodes) for arch, nodes in zip(data.archs, data.nodes)])
+    return judge(scores)

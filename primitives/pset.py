@@ -14,7 +14,8 @@ from typing import Sequence
 from deap import gp
 
 from primitives import types as T
-from primitives.catalog import PRIMITIVES
+from primitives.catalog import PRIMITIVES, PRIMITIVES_BY_KEY
+from primitives.fold import fold
 from primitives.leaves import LEAVES
 
 # A short menu keeps constants readable and lets SymPy treat them as exact rationals.
@@ -114,5 +115,4 @@ def random_tree(rng: random.Random, min_depth: int = 2, max_depth: int = 6,
 
 def complexity(tree: Sequence) -> int:
     """Sum of the primitives' complexity weights (leaves and constants count 1)."""
-    from primitives.catalog import PRIMITIVES_BY_KEY
-    return sum(PRIMITIVES_BY_KEY[n.name].complexity if isinstance(n, gp.Primitive) else 1 for n in tree)
+    return fold(tree, lambda node: 1, lambda node, args: PRIMITIVES_BY_KEY[node.name].complexity + sum(args))

@@ -13,30 +13,22 @@ from __future__ import annotations
 from typing import Sequence
 
 import sympy
-from deap import gp
 
 from primitives.catalog import PRIMITIVES_BY_KEY
+from primitives.fold import fold
 from primitives.tree import to_string
 
 SIMPLIFY_MAX_OPS = 150   # beyond this, sympy.simplify can take seconds; show the canonical form instead
 
 
+def _sympy_leaf(node) -> sympy.Expr:
+    if isinstance(node.value, str):
+        return sympy.Symbol(node.value, real=True)
+    return sympy.Rational(repr(float(node.value)))
+
+
 def to_sympy(tree: Sequence) -> sympy.Expr:
-    stack: list[tuple[object, list]] = []
-    for node in tree:
-        stack.append((node, []))
-        while stack and len(stack[-1][1]) == stack[-1][0].arity:
-            node, args = stack.pop()
-            if isinstance(node, gp.Primitive):
-                expr = PRIMITIVES_BY_KEY[node.name].sympy_fn(*args)
-            elif isinstance(node.value, str):
-                expr = sympy.Symbol(node.value, real=True)
-            else:
-                expr = sympy.Rational(repr(float(node.value)))
-            if not stack:
-                return expr
-            stack[-1][1].append(expr)
-    raise ValueError("empty tree")
+    return fold(tree, _sympy_leaf, lambda node, args: PRIMITIVES_BY_KEY[node.name].sympy_fn(*args))
 
 
 def _sympy_form(tree: Sequence) -> sympy.Expr | None:

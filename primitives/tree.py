@@ -13,9 +13,10 @@ from deap import gp
 from autoproxy.errors import ExpressionError
 from primitives import types as T
 from primitives.catalog import PRIMITIVES_BY_KEY
+from primitives.fold import fold
 from primitives.parse import MAX_DEPTH, Ast, parse, too_deep, typed_tree
 
-__all__ = ["to_string", "to_json", "from_json", "parse", "node_label", "subtrees"]
+__all__ = ["to_string", "to_json", "from_json", "parse", "node_label"]
 
 
 def node_label(node) -> str:
@@ -27,35 +28,17 @@ def node_label(node) -> str:
     return repr(float(node.value))
 
 
-def _nested(tree: Sequence, build_call, build_leaf, build_const):
-    """Fold a prefix list into nested form with the given constructors."""
-    stack: list[tuple[Any, list]] = []
-    result = None
-    for node in tree:
-        stack.append((node, []))
-        while stack and len(stack[-1][1]) == stack[-1][0].arity:
-            node, args = stack.pop()
-            if isinstance(node, gp.Primitive):
-                built = build_call(node, args)
-            elif isinstance(node.value, str):
-                built = build_leaf(node)
-            else:
-                built = build_const(node)
-            if not stack:
-                result = built
-                break
-            stack[-1][1].append(built)
-    return result
+def _json_leaf(node) -> dict:
+    return {"leaf": node.value} if isinstance(node.value, str) else {"const": float(node.value)}
 
 
 def to_string(tree: Sequence) -> str:
-    return _nested(tree, lambda n, a: f"{node_label(n)}({', '.join(a)})", node_label, node_label)
+    return fold(tree, node_label, lambda node, args: f"{node_label(node)}({', '.join(args)})")
 
 
 def to_json(tree: Sequence) -> dict:
     """``{"op": name, "args": [...]}``, ``{"leaf": name}``, ``{"const": value}``."""
-    return _nested(tree, lambda n, a: {"op": node_label(n), "args": a},
-                   lambda n: {"leaf": n.value}, lambda n: {"const": float(n.value)})
+    return fold(tree, _json_leaf, lambda node, args: {"op": node_label(node), "args": args})
 
 
 def _ast_from_json(doc: Any, depth: int = 0) -> Ast:
@@ -79,17 +62,3 @@ def _ast_from_json(doc: Any, depth: int = 0) -> Ast:
 
 def from_json(doc: dict, expected: type = T.NetScalar) -> gp.PrimitiveTree:
     return typed_tree(_ast_from_json(doc), expected)
-
-
-def subtrees(tree: Sequence) -> list[tuple[int, int]]:
-    """(start, end) slice of every node's subtree in the prefix list, in prefix order."""
-    ends = [0] * len(tree)
-    stack: list[list[int]] = []    # [start, remaining args]
-    for i, node in enumerate(tree):
-        stack.append([i, node.arity])
-        while stack and stack[-1][1] == 0:
-            start, _ = stack.pop()
-            ends[start] = i + 1
-            if stack:
-                stack[-1][1] -= 1
-    return [(i, ends[i]) for i in range(len(tree))]

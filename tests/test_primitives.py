@@ -1,6 +1,7 @@
 """Typed primitives: text/JSON forms, parser errors, SymPy keys, packing and the evaluator."""
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -11,9 +12,11 @@ from autoproxy.spaces import get_space
 from autoproxy.statistics import compute_statistics
 from primitives import types as T
 from primitives.evaluate import Evaluator, evaluate
+from primitives.fold import fold
 from primitives.packed import pack
 from primitives.per_node import PerNodeData, evaluate_per_node
-from primitives.pset import random_tree
+from primitives.program import from_program, to_program
+from primitives.pset import complexity, random_tree
 from primitives.reference import REFERENCE_EXPRESSIONS, reference_tree
 from primitives.symbolic import canonical_key, simplified_latex, simplified_text
 from primitives.parse import MAX_DEPTH
@@ -89,10 +92,48 @@ def test_too_deep_expressions_are_refused_not_a_recursion_error(depth):
         from_json(doc)
 
 
-def test_the_deepest_allowed_expression_parses_in_both_forms():
+def test_the_deepest_allowed_expression_parses_and_folds_in_every_form(exact):
     text, doc = nested_abs(MAX_DEPTH)
     tree = parse(text)
-    assert from_json(doc) == tree and to_string(tree) == text
+    assert from_json(doc) == tree and to_string(tree) == text and to_json(tree) == doc
+    assert complexity(tree) == MAX_DEPTH + 1 and "weight" in canonical_key(tree)
+    pk = pack(exact)
+    torch.testing.assert_close(Evaluator(pk).values(tree), evaluate(parse("net_sum(node_l1(weight))"), pk).scores)
+
+
+def test_fold_refuses_a_sequence_that_is_not_one_tree():
+    tree = list(parse("net_sum(node_sum(mul(weight, grad)))"))
+    for broken in (tree[:-1], tree + tree[-1:], []):
+        with pytest.raises(ValueError, match="not one tree"):
+            fold(broken, lambda node: 1, lambda node, args: sum(args))
+
+
+def test_program_runs_the_same_variants_without_deap(exact):
+    pk = pack(exact)
+    random.seed(5)
+    for tree in [reference_tree("fisher"), *(random_tree(random.Random(seed), 2, 6) for seed in range(20))]:
+        program = json.loads(json.dumps(to_program(tree)))
+        nodes = from_program(program)
+        assert [node.arity for node in nodes] == [node.arity for node in tree]
+        torch.testing.assert_close(Evaluator(pk).values(nodes), Evaluator(pk).values(tree), rtol=0, atol=0,
+                                   equal_nan=True)
+
+
+@pytest.mark.parametrize("program, message", [
+    ([{"op": "net_sum__NodeScalar"}, {"op": "system__Param"}, {"leaf": "weight"}], "unknown primitive variant"),
+    ([{"op": "net_sum__NodeScalar"}, {"op": "node_sum__Param"}, {"leaf": "gradd"}], "unknown statistic"),
+    ([{"op": "net_sum__NodeScalar"}, {"op": "node_sum__Param"}, {"leaf": "act_out"}], "ill-typed"),
+    ([{"op": "node_sum__Param"}, {"leaf": "weight"}], "expected NetScalar"),
+    ([{"op": "net_sum__NodeScalar"}, {"op": "node_sum__Param"}], "not one tree"),
+    ([{"op": "net_sum__NodeScalar"}, {"const": 2.0, "type": "NodeScalar"}, {"leaf": "weight"}], "not one tree"),
+    ([{"op": "net_sum__NodeScalar"}, {"const": float("inf"), "type": "NodeScalar"}], "finite number"),
+    ([{"op": "net_sum__NodeScalar"}, {"const": 1.0, "type": "Param"}], "scalar type"),
+    ([{"op": "net_sum__NodeScalar", "code": "print(1)"}, {"const": 1.0, "type": "NodeScalar"}], "primitive variant"),
+    ({"op": "net_sum__NodeScalar"}, "list of nodes"),
+])
+def test_program_refuses_what_to_program_does_not_write(program, message):
+    with pytest.raises(ExpressionError, match=message):
+        from_program(program)
 
 
 def test_overloads_resolve_by_argument_type():

@@ -1,11 +1,13 @@
-"""The unified proxy registry, its safety against code in files, the Python API, and the torch-only
-interpreter that exported modules carry (held equal to the engine's evaluator)."""
+"""The unified proxy registry, its safety against code in files, the Python API, and exported modules
+(which bundle the engine's own statistics, kernels and evaluator, so they agree with it exactly)."""
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import math
 import random
+import sys
 
 import pytest
 import torch
@@ -15,20 +17,18 @@ import autoproxy
 from autoproxy.cli import main
 from autoproxy.export import ExportError, standalone_source
 from autoproxy.expression_proxy import expression_score
-from autoproxy.proxy_runtime import (NETWORK_SCALAR_LEAVES, NETWORK_TENSOR_LEAVES, NODE_SCALAR_LEAVES,
-                                     NODE_TENSOR_LEAVES, RUNTIME_OPS, evaluate_expression)
 from autoproxy.registry import (ENTRY_POINT_GROUP, REGISTRY_ENV, RegistryError, RegistryWarning, all_proxies,
                                 check_name, get_proxy, proxy_document, save_proxy)
 from autoproxy.spaces import get_space
 from autoproxy.statistics import compute_statistics
-from primitives import types as T
-from primitives.catalog import NAMES
+from primitives.catalog import NAMES, PRIMITIVES_BY_KEY
 from primitives.leaves import LEAVES
 from primitives.evaluate import Evaluator
 from primitives.packed import pack
 from primitives.pset import random_tree
 from primitives.reference import REFERENCE_EXPRESSIONS, reference_tree
-from primitives.tree import node_label, parse, to_json
+from primitives.program import to_program
+from primitives.tree import node_label, parse, to_json, to_string
 
 # A document a third-party package could ship through the entry-point group (see the entry-point test).
 THIRD_PARTY_DOC = proxy_document("third_party", parse("net_sum(node_l2(grad_std))"))
@@ -55,35 +55,64 @@ def statistics(net_and_batch):
     return compute_statistics(net, inputs, targets, sub_batches=4)
 
 
-def test_runtime_knows_every_leaf_and_primitive():
-    node_leaves = {leaf.name for leaf in LEAVES if leaf.type.level == "node"}
-    assert node_leaves == NODE_TENSOR_LEAVES | NODE_SCALAR_LEAVES
-    assert {leaf.name for leaf in LEAVES if leaf.type is T.NodeScalar} == NODE_SCALAR_LEAVES
-    assert {leaf.name: leaf.key for leaf in LEAVES if leaf.type.level == "network"} == \
-        {**NETWORK_TENSOR_LEAVES, **NETWORK_SCALAR_LEAVES}
-    assert NAMES == RUNTIME_OPS
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    """An exported module, imported as its user would: the statistics, kernels and evaluator it bundles
+    are what every exported proxy runs."""
+    path = tmp_path_factory.mktemp("standalone") / "exported_snip.py"
+    path.write_text(standalone_source(proxy_document("exported_snip", reference_tree("snip"))))
+    spec = importlib.util.spec_from_file_location("exported_snip", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module         # as ``import`` does (dataclasses look their module up there)
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
 
 
-def _agree(engine: float, runtime: float) -> bool:
-    if math.isnan(engine) or math.isnan(runtime):
-        return math.isnan(engine) and math.isnan(runtime)
-    return engine == runtime or math.isclose(engine, runtime, rel_tol=1e-4, abs_tol=1e-6)
+def _outcome(values):
+    """The values a callable computes, or the error it raises (both sides must raise alike)."""
+    try:
+        return values()
+    except Exception as err:        # noqa: BLE001 - compared, not swallowed
+        return f"{type(err).__name__}: {err}"
 
 
-def test_runtime_equals_engine_on_reference_and_random_expressions(statistics):
-    engine = Evaluator(pack([statistics]), memo_bytes=0)
+def test_standalone_module_bundles_the_engines_tables_and_statistics(standalone, net_and_batch, statistics):
+    assert standalone.VARIANTS_BY_KEY.keys() == PRIMITIVES_BY_KEY.keys()
+    assert [(leaf.name, leaf.key) for leaf in standalone.LEAVES] == [(leaf.name, leaf.key) for leaf in LEAVES]
+    net, inputs, targets = net_and_batch
+    bundled = standalone.compute_statistics(net, inputs, targets, sub_batches=4)
+    assert [node.name for node in bundled.nodes] == [node.name for node in statistics.nodes]
+    for mine, theirs in zip([bundled, *bundled.nodes], [statistics, *statistics.nodes]):
+        assert mine.scalars == theirs.scalars and mine.tensors.keys() == theirs.tensors.keys()
+        for key, tensor in mine.tensors.items():
+            torch.testing.assert_close(tensor, theirs.tensors[key], rtol=0, atol=0, equal_nan=True)
+
+
+def test_standalone_module_equals_engine_on_reference_and_random_expressions(standalone, net_and_batch,
+                                                                            statistics):
+    """Zero tolerance: the module runs the engine's own kernels on the same statistics."""
+    net, inputs, targets = net_and_batch
     for name in REFERENCE_EXPRESSIONS:
         tree = reference_tree(name)
-        assert _agree(float(engine.values(tree)[0]), evaluate_expression(to_json(tree), statistics)), name
-    trees = [random_tree(random.Random(seed), 1, 6) for seed in range(400)]
-    agreeing, covered = 0, set()
-    for tree in trees:
-        if _agree(float(engine.values(tree)[0]), evaluate_expression(to_json(tree), statistics)):
-            agreeing += 1
-            covered |= {node_label(node) for node in tree if node.arity > 0}
-    # a few random formulas divide by float32 cancellation noise (e.g. the mean of a Hessian-gradient
-    # that is zero in exact arithmetic), where any two summation orders differ; everything else agrees
-    assert agreeing >= 0.99 * len(trees)
+        exported = standalone.expression_score(standalone.from_program(to_program(tree)), net, inputs, targets)
+        engine = expression_score(tree, net, inputs, targets)
+        assert exported == engine or (math.isnan(exported) and math.isnan(engine)), name
+    assert standalone.exported_snip(net, inputs, targets) == expression_score(reference_tree("snip"), net, inputs,
+                                                                              targets)
+    engine = Evaluator(pack([statistics]), memo_bytes=0)
+    bundled = standalone.Evaluator(standalone.pack([statistics]), memo_bytes=0)
+    covered = set()
+    for seed in range(400):
+        random.seed(seed)
+        tree = random_tree(random.Random(seed), 1, 6)
+        program = standalone.from_program(to_program(tree))
+        expected, got = _outcome(lambda: engine.values(tree)), _outcome(lambda: bundled.values(program))
+        if isinstance(expected, str):
+            assert got == expected, to_string(tree)
+        else:
+            torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True, msg=to_string(tree))
+        covered |= {node_label(node) for node in tree if node.arity > 0}
     assert covered == NAMES
 
 
