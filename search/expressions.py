@@ -94,13 +94,20 @@ def report_scores(tree: Any, scorer: Any) -> np.ndarray | None:
     """Per-arch scores for validation and the final report: an arch on which the formula is undefined
     (non-finite, e.g. a Jacobian correlation of a disconnected cell) ranks last, as a failed proxy
     does in NAS-Bench-Suite-Zero, instead of voiding the whole split. None if nothing is defined."""
+    return counted_report_scores(tree, scorer)[0]
+
+
+def counted_report_scores(tree: Any, scorer: Any) -> tuple[np.ndarray | None, int | None]:
+    """``report_scores`` and how many archs it ranked last for being undefined (every report says);
+    (None, None) when linear algebra gave up on the whole split."""
     values = _raw_values(tree, scorer)
     if values is None:
-        return None
+        return None, None
     finite = np.isfinite(values)
+    undefined = int((~finite).sum())
     if finite.sum() < 2 or np.ptp(values[finite]) == 0:
-        return None
-    return undefined_last(values)
+        return None, undefined
+    return undefined_last(values), undefined
 
 
 def arch_value(tree: Any, statistics: Any) -> float:

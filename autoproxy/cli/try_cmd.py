@@ -21,30 +21,30 @@ METRIC_LABELS = {"kendall": "kendall_tau", "spearman": "spearman_rho"}
 def try_command(expression: str, cache_dir: str, metric: str, limit: int | None, seed: int) -> None:
     """Score EXPRESSION (text, or a reference proxy such as snip or nwot) on every cached arch, exactly
     (no search-time sketch), and print its simplified formula and rank correlations with accuracy.
-    Exits with status 1 when the expression gives no valid scores."""
+    Archs where it is undefined rank last, as in every report; exits with status 1 when it is
+    undefined or constant on all of them."""
     import numpy as np
 
     from autoproxy.cache import open_cache
-    from primitives.evaluate import evaluate
-    from primitives.packed import pack
-    from primitives.reference import REFERENCE_EXPRESSIONS
-    from primitives.symbolic import simplified_text
-    from primitives.tree import parse
+    from search.expressions import counted_report_scores, evaluator, pack, parse, reference_expressions, simplified
     from search.fitness import correlation
 
-    text = REFERENCE_EXPRESSIONS.get(expression, expression)
+    text = reference_expressions().get(expression, expression)
     tree = parse(text)                       # ExpressionError (one line) before any cache is read
     cache = open_cache(cache_dir)
     keys = cache.subset(limit, seed) if limit else cache.keys
-    result = evaluate(tree, pack(cache.load(keys)))
+    scores, undefined = counted_report_scores(tree, evaluator(pack(cache.load(keys))))
 
     click.echo(f"expression: {text}")
-    click.echo(f"simplified: {simplified_text(tree)}")
+    click.echo(f"simplified: {simplified(tree)}")
     click.echo(f"archs: {len(keys)}")
-    if not result.valid:
-        click.echo(f"valid: no ({result.reason})")
+    if undefined is None:
+        click.echo("valid: no (linear algebra failed)")
         sys.exit(1)
-    scores = result.scores.detach().cpu().double().numpy()
+    click.echo(f"undefined archs (ranked last): {undefined}")
+    if scores is None:
+        click.echo(f"valid: no ({'undefined' if undefined >= len(keys) - 1 else 'constant'})")
+        sys.exit(1)
     accuracy = np.array([cache.accuracy[key] for key in keys], dtype=np.float64)
     for name in METRIC_LABELS if metric == "both" else (metric,):
         click.echo(f"{METRIC_LABELS[name]}: {float(correlation(name, scores, accuracy)):+.4f}")
