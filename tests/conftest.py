@@ -15,6 +15,16 @@ def _shared_benchmark(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread_per_module():
+    """Tiny nets and small SVDs: on a shared 2-core machine a second intra-op thread makes them many
+    times slower (``matrix_rank`` hundreds of times)."""
+    from autoproxy.torch_threads import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="session")
 def nb201_benchmark_path() -> Path:
     """NAS-Bench-201 ground truth: cifar10 (506 archs) and cifar100 (507 archs)."""

@@ -31,13 +31,7 @@ print(hashlib.sha256(inputs.numpy().tobytes() + targets.numpy().tobytes()).hexdi
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small SVDs: two threads on a shared machine make matrix_rank hundreds of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 @pytest.fixture(scope="module")
