@@ -43,7 +43,7 @@ class ArchRecord:
     times: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
-def canonical_key(text: str) -> str:
+def canonical_arch_key(text: str) -> str:
     """``"(0,2, 3)"`` → ``"(0, 2, 3)"``: the one spelling every module uses for an integer-tuple key.
 
     Raises ``ValueError`` when ``text`` is not a flat tuple/list of integers.
@@ -256,7 +256,7 @@ def _score(where: str, name: str, value: Any) -> float:
 
 def _key(where: str, key: str) -> str:
     try:
-        return canonical_key(key)
+        return canonical_arch_key(key)
     except ValueError as error:
         raise BenchmarkError(f"{where}: bad arch key: {error}") from None
 

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autoproxy.cache.files import write_atomic
-from autoproxy.errors import AutoproxyError
+from autoproxy.atomic import write_atomic
+from autoproxy.errors import ExportError
 from autoproxy.registry import DEFAULT_SUB_BATCHES, proxy_document, registry_entry, validate_document
 
 # In dependency order: each module's top-level code uses only names defined above it.
@@ -35,21 +35,18 @@ BUNDLED_PACKAGES = frozenset(module.split(".")[0] for module in BUNDLED_MODULES)
 ALLOWED_IMPORTS = frozenset(sys.stdlib_module_names) | {"torch"}
 
 
-class ExportError(AutoproxyError):
-    """A formula or module that cannot be exported (the message names the culprit)."""
-
-
 # ---------------------------------------------------------------- from a run to the registry
 def pick_expression(directory: Path, pick: str) -> str:
     """``best``: the run's chosen formula (result.json); a number: that row of ``autoproxy inspect``."""
     from autoproxy.inspect_run import pareto_front, read_candidates
+    from search.store import RunStore
 
     if pick == "best":
-        path = directory / "result.json"
-        if not path.is_file():
+        result = RunStore(directory).read_result()
+        if result is None:
             raise ExportError(f"{directory} has no result.json (unfinished run): pass --pick ROW from "
                               f"`autoproxy inspect {directory}`")
-        chosen = json.loads(path.read_text()).get("chosen")
+        chosen = result.get("chosen")
         if chosen is None:
             raise ExportError(f"{directory}: the run found no valid formula")
         return chosen["expression"]
@@ -75,17 +72,17 @@ def _run_sub_batches(config: dict[str, Any]) -> int:
 def run_document(directory: str | Path, name: str, pick: str = "best") -> dict[str, Any]:
     """The registry document of a run's formula, with where it came from and how it scored."""
     from primitives.tree import parse
+    from search.store import RunStore
 
     directory = Path(directory)
-    config_path = directory / "config.json"
-    if not config_path.is_file():
+    store = RunStore(directory)
+    if not store.config_path.is_file():
         raise ExportError(f"{directory} is not a search run directory (no config.json)")
-    config = json.loads(config_path.read_text())
+    config = store.read_config_dict()
     expression = pick_expression(directory, pick)
     source: dict[str, Any] = {"run": str(directory.resolve()), "config": config.get("name"), "seed": config.get("seed"),
                               "caches": config.get("caches"), "metric": config.get("metric"), "pick": pick}
-    result_path = directory / "result.json"
-    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    result = store.read_result() or {}
     chosen = result.get("chosen") or {}
     if chosen.get("expression") == expression:
         source["scores"] = {"train_fitness": chosen.get("train_fitness"),

@@ -13,11 +13,11 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from autoproxy.errors import AutoproxyError
+from autoproxy.errors import RunError
 from autoproxy.rank_metrics import applicable_k, best_ranking_at_k, count_undefined, precision_at_k
 
 if TYPE_CHECKING:
@@ -29,10 +29,6 @@ SPLITS = ("train", "validation", "test")
 CHOSEN_MARK = "*"
 NO_RESULT_NOTE = "no result.json yet (run interrupted or still running): no formula is chosen, none is marked"
 NOTHING_CHOSEN_NOTE = "result.json chose no formula (none was valid on validation): none is marked"
-
-
-class RunError(AutoproxyError):
-    """A run directory that cannot be inspected (the message names it)."""
 
 
 @dataclass
@@ -90,25 +86,22 @@ class RunReport:
         return self.rows + off_front
 
 
-def _read_json(path: Path) -> Any:
+def _reading(path: Path, read: Callable[[], Any]) -> Any:
+    """``read()`` (a ``RunStore`` reader of ``path``), its failures as one ``RunError`` naming the file."""
     try:
-        return json.loads(path.read_text())
+        return read()
     except (OSError, json.JSONDecodeError) as err:
         raise RunError(f"cannot read {path}: {err}") from None
 
 
 def read_candidates(directory: Path) -> list[Candidate]:
     """Valid formulas of the run's evaluation journal (only the checkpointed lines; read-only)."""
-    count = _read_json(directory / "checkpoint.json")["evaluations"]
-    candidates = []
-    with open(directory / "evaluations.jsonl") as handle:
-        for number, line in enumerate(handle):
-            if number == count:
-                break
-            record = json.loads(line)
-            if record["status"] == "ok":
-                candidates.append(Candidate(record["index"], record["expression"], float(record["fitness"])))
-    return candidates
+    from search.store import RunStore
+
+    store = RunStore(directory)
+    count = _reading(store.checkpoint_path, store.read_checkpoint_dict)["evaluations"]
+    return [Candidate(record["index"], record["expression"], float(record["fitness"]))
+            for record in store.read_evaluations(count) if record["status"] == "ok"]
 
 
 def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
@@ -161,12 +154,6 @@ def _task_scores(tree: Any, task: Task) -> TaskScores | None:
         test_scores=scores, test_accuracy=accuracy)
 
 
-def _read_result(directory: Path) -> dict[str, Any] | None:
-    """result.json, or None while the run has none (interrupted or still running)."""
-    path = directory / "result.json"
-    return _read_json(path) if path.is_file() else None
-
-
 def _journal_candidate(expression: str, candidates: list[Candidate], directory: Path) -> Candidate:
     """The journal's record of result.json's chosen formula (the run chose among journalled formulas)."""
     for candidate in candidates:
@@ -186,13 +173,15 @@ def inspect_run(directory: str | Path) -> RunReport:
     """The Pareto front of a run and its chosen formula, each scored on every split of every task."""
     from primitives.symbolic import simplified_latex, simplified_text
     from search.expressions import parse
+    from search.store import RunStore
     from search.tasks import load_task
 
     directory = Path(directory)
-    if not (directory / "config.json").is_file() or not (directory / "checkpoint.json").is_file():
+    store = RunStore(directory)
+    if not store.config_path.is_file() or not store.checkpoint_path.is_file():
         raise RunError(f"{directory} is not a search run directory (no config.json / checkpoint.json)")
-    config = _read_json(directory / "config.json")
-    log = [json.loads(line) for line in (directory / "log.jsonl").read_text().splitlines() if line.strip()]
+    config = _reading(store.config_path, store.read_config_dict)
+    log = store.read_log()
     candidates = read_candidates(directory)
     tasks = [load_task(path, index, tuple(config["split_fractions"]), config["seed"])
              for index, path in enumerate(config["caches"])]
@@ -204,7 +193,7 @@ def inspect_run(directory: str | Path) -> RunReport:
 
     front = pareto_front(candidates)
     rows = [row(number, candidate) for number, candidate in enumerate(front, start=1)]
-    result = _read_result(directory)
+    result = _reading(store.result_path, store.read_result)
     chosen_record = (result or {}).get("chosen")
     if chosen_record is None:
         note = NO_RESULT_NOTE if result is None else NOTHING_CHOSEN_NOTE

@@ -29,8 +29,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from autoproxy.cache.files import write_atomic
-from autoproxy.errors import AutoproxyError, ExpressionError
+from autoproxy.atomic import write_atomic
+from autoproxy.errors import ExpressionError, RegistryError
 
 REGISTRY_ENV = "AUTOPROXY_REGISTRY"
 ENTRY_POINT_GROUP = "autoproxy.proxies"
@@ -41,10 +41,6 @@ _KEYS = frozenset({"format", "name", "expression", "tree", "simplified", "statis
 _REQUIRED = frozenset({"format", "name", "expression", "tree"})
 _MAX_TEXT = 4096            # characters of one free-text string
 _MAX_SOURCE_DEPTH = 4       # nesting of the 'source' object (run, config, scores by task)
-
-
-class RegistryError(AutoproxyError):
-    """A proxy that cannot be found, saved or trusted (the message names the file or name)."""
 
 
 class RegistryWarning(UserWarning):
@@ -192,15 +188,15 @@ def read_proxy_file(path: str | Path) -> Proxy:
 
 
 def _builtin_names() -> list[str]:
-    from autoproxy.proxies import list_proxies
+    from autoproxy.proxies import reference_names
 
-    return list_proxies()
+    return reference_names()
 
 
 def _builtin(name: str) -> Proxy:
-    from autoproxy.proxies import get_proxy
+    from autoproxy.proxies import reference_proxy
 
-    return Proxy(name, "direct", "built-in", function=get_proxy(name))
+    return Proxy(name, "direct", "built-in", function=reference_proxy(name))
 
 
 def _user_files(directory: Path) -> dict[str, Path]:

@@ -34,7 +34,7 @@ from typing import Callable, Collection
 import torch
 from torch import nn
 
-from autoproxy.errors import AutoproxyError
+from autoproxy.errors import StatisticsError
 
 NODE_TYPES = (nn.Conv2d, nn.Linear)
 # Bumped whenever the set or meaning of the statistics, or the minibatch they are computed on,
@@ -53,10 +53,6 @@ OPTIONAL_PASSES: dict[str, frozenset[str]] = {
     "synflow": frozenset({"synflow_grad", "synflow_log_scale"}),
     "flops": frozenset({"flops"}),
 }
-
-
-class StatisticsError(AutoproxyError):
-    """A model or batch from which the statistics cannot be computed."""
 
 
 @dataclass

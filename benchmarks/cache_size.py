@@ -78,7 +78,8 @@ def build_sample(directory: Path, args: argparse.Namespace, net: dict[str, Any])
 
 def replicate(cache, records, target: Path, count: int) -> None:
     """A cache of ``count`` distinct keys whose statistics cycle through the built ones (timing only)."""
-    from autoproxy.cache.files import entry_file_name, sha256_bytes, write_atomic
+    from autoproxy.atomic import write_atomic
+    from autoproxy.cache.files import entry_file_name, sha256_bytes
     from autoproxy.cache.manifest import Entry, Manifest
     from autoproxy.cache.store import encode_entry, read_entry
 

@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 from _smoke import FEW_ARCHS, SMOKE_HELP, TINY_NET
 from autoproxy.benchmark import ArchRecord, load_benchmark
 from autoproxy.data import load_minibatch
-from autoproxy.proxies import get_proxy
+from autoproxy.proxies import reference_proxy
 from autoproxy.settings import shared_path
 from autoproxy.spaces import get_space
 from autoproxy.statistics import compute_statistics
@@ -48,7 +48,7 @@ def our_scores(record: ArchRecord, inputs: torch.Tensor, targets: torch.Tensor, 
     torch.manual_seed(seed)
     model = get_space("nb201").build(record.key, num_classes=num_classes)
     if direct:
-        return {name: get_proxy(name)(model, inputs, targets) for name in EXPRESSIONS}
+        return {name: reference_proxy(name)(model, inputs, targets) for name in EXPRESSIONS}
     evaluator = Evaluator(pack([compute_statistics(model, inputs, targets)]))
     return {name: float(evaluator.values(parse(text))[0]) for name, text in EXPRESSIONS.items()}
 

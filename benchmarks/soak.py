@@ -115,7 +115,7 @@ def summary(rows: list[dict]) -> list[str]:
         last = np.mean([r[column] for r in rows[-quarter:]])
         lines.append(f"{column}: first quarter {first:.2f}, last quarter {last:.2f}")
     journal = rows[-1]["evaluations.jsonl"] / max(1, rows[-1]["evaluated_total"])
-    lines.append(f"journal bytes per formula: {journal:.0f}; rescored for behaviour: {rows[-1]['rescored_total']}")
+    lines.append(f"journal bytes per formula: {journal:.0f}; rescored for behaviour: {rows[-1]['rescored_total']:.0f}")
     return lines
 
 

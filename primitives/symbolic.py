@@ -41,12 +41,15 @@ def _sympy_form(tree: Sequence) -> sympy.Expr | None:
 
 def simplify(tree: Sequence) -> sympy.Expr | None:
     """A simplified formula: SymPy's ``simplify`` when it makes the formula shorter and keeps it free of
-    case distinctions (it rewrites ``sign`` and ``Max`` into ``Piecewise``), else the canonical form;
-    None for a tree without a SymPy form."""
+    case distinctions (it rewrites ``sign`` and ``Max`` into ``Piecewise``), else the canonical form
+    (also when SymPy's rewriting fails on it); None for a tree without a SymPy form."""
     expr = _sympy_form(tree)
     if expr is None or sympy.count_ops(expr) > SIMPLIFY_MAX_OPS:
         return expr
-    simplified = sympy.simplify(expr)
+    try:
+        simplified = sympy.simplify(expr)
+    except (ValueError, TypeError):  # SymPy compares nan/zoo while rewriting Max/Min of some forms
+        return expr
     if simplified.has(sympy.Piecewise) or sympy.count_ops(simplified) >= sympy.count_ops(expr):
         return expr
     return simplified
@@ -62,7 +65,7 @@ def simplified_latex(tree: Sequence) -> str:
     return r"\mathtt{" + to_string(tree).replace("_", r"\_") + "}" if expr is None else sympy.latex(expr)
 
 
-def canonical_key(tree: Sequence) -> str:
+def algebraic_key(tree: Sequence) -> str:
     """Equal for trees that SymPy's automatic canonicalisation makes identical (``mul(a, b)`` and
     ``mul(b, a)``, ``add(x, x)`` and ``mul(x, 2.0)``, ``sqrt(square(x))`` and ``abs(x)``); a tree
     without a SymPy form is its own class, keyed by its text."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoproxy.errors import AutoproxyError
+from autoproxy.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -21,10 +21,6 @@ _CHOICES = {
     "executor": ("ray", "serial"),
 }
 _MUTATIONS = ("subtree", "point", "shrink", "ephemeral")
-
-
-class ConfigError(AutoproxyError):
-    """A search config (file, name or option) is missing or invalid."""
 
 
 @dataclass(frozen=True)

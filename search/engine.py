@@ -80,7 +80,7 @@ class Engine:
         if text not in self._keys:
             if len(self._keys) >= _KEY_MEMO_LIMIT:
                 self._keys.clear()
-            self._keys[text] = expressions.canonical_key(individual)
+            self._keys[text] = expressions.algebraic_key(individual)
         return self._keys[text]
 
     def _make(self, text: str) -> Any:

@@ -29,14 +29,19 @@ class Executor(Protocol):
         """Release workers (a no-op for the serial executor)."""
 
 
-class SerialExecutor:
-    """Scores in this process, one candidate after the other."""
+class PackScorer:
+    """Holds one evaluator per task's packed statistics and scores expression strings on them all;
+    the one scoring body of the serial executor and the Ray actor."""
 
     def __init__(self, packs: Sequence[Any]) -> None:
         self.scorers = [evaluator(pack) for pack in packs]
 
     def score(self, expressions: Sequence[str]) -> list[list[Outcome]]:
         return [score_expression(text, self.scorers) for text in expressions]
+
+
+class SerialExecutor(PackScorer):
+    """Scores in this process, one candidate after the other."""
 
     def map(self, function: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
         return map(function, items)
@@ -45,17 +50,14 @@ class SerialExecutor:
         pass
 
 
-class ScoringActor:
+class ScoringActor(PackScorer):
     """Ray actor body: holds every task's packed statistics, scores batches of strings."""
 
     def __init__(self, *packs: Any) -> None:
         import torch
 
         torch.set_num_threads(1)  # one actor per CPU; intra-op threads would oversubscribe
-        self.scorers = [evaluator(pack) for pack in packs]
-
-    def score(self, expressions: Sequence[str]) -> list[list[Outcome]]:
-        return [score_expression(text, self.scorers) for text in expressions]
+        super().__init__(packs)
 
     def call(self, function: Callable[[Any], Any], item: Any) -> Any:
         return function(item)

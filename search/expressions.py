@@ -1,4 +1,4 @@
-"""The one place where ``search`` talks to ``primitives``: parsing, canonical keys, simplification,
+"""The one place where ``search`` talks to ``primitives``: parsing, algebraic keys, simplification,
 packing and scoring. Everything else in ``search`` handles expressions as strings and trees.
 
 Data flows one way: ``search`` imports ``primitives``, never the reverse.
@@ -17,7 +17,7 @@ from primitives.packed import pack as pack_statistics
 from primitives.pset import build_pset, gen_grow, gen_half_and_half
 from primitives.pset import complexity as weighted_complexity
 from primitives.reference import REFERENCE_EXPRESSIONS
-from primitives.symbolic import canonical_key as symbolic_key
+from primitives.symbolic import algebraic_key  # noqa: F401  (re-exported: search's door to the SymPy key)
 from primitives.symbolic import simplified_text
 from primitives.tree import parse as parse_text
 from primitives.tree import to_string
@@ -39,11 +39,6 @@ def parse(text: str) -> Any:
 def to_text(tree: Any) -> str:
     """The expression string of a tree; ``parse`` reads it back to the same tree."""
     return to_string(tree)
-
-
-def canonical_key(tree: Any) -> str:
-    """The SymPy canonical key: equal for expressions that are mathematically the same."""
-    return symbolic_key(tree)
 
 
 def simplified(tree: Any) -> str:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from search.config import ConfigError, SearchConfig
+from autoproxy.errors import ConfigError
+from search.config import SearchConfig
 from search.store import RunStore
 
 # Options that may change when a run is resumed: they decide when it stops or where it runs, never

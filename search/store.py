@@ -21,19 +21,16 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from search.config import ConfigError, SearchConfig, config_from_dict
+from autoproxy.atomic import write_atomic
+from autoproxy.errors import ConfigError
+from search.config import SearchConfig, config_from_dict
 
 CHECKPOINT_VERSION = 2
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temporary file, flush it to disk, then rename over ``path`` (atomic on POSIX)."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as handle:
-        json.dump(data, handle, indent=1, allow_nan=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def _write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON through the one atomic writer."""
+    write_atomic(path, json.dumps(data, indent=1, allow_nan=False).encode())
 
 
 def rng_state_to_json(state: tuple) -> list:
@@ -62,34 +59,52 @@ class RunStore:
     def journal_path(self) -> Path:
         return self.directory / "evaluations.jsonl"
 
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "config.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "log.jsonl"
+
+    @property
+    def hall_of_fame_path(self) -> Path:
+        return self.directory / "hall_of_fame.json"
+
+    @property
+    def result_path(self) -> Path:
+        return self.directory / "result.json"
+
     def create(self, config: SearchConfig) -> None:
         """Start a fresh run; refuses to overwrite one that already has a checkpoint."""
         if self.checkpoint_path.exists():
             raise ConfigError(f"{self.directory} already holds a run; pass --resume {self.directory} "
                               "or choose another --name")
         self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in ("log.jsonl", "evaluations.jsonl", "hall_of_fame.json", "result.json"):
-            (self.directory / stale).unlink(missing_ok=True)
-        write_json_atomic(self.directory / "config.json", config.to_dict())
+        for stale in (self.log_path, self.journal_path, self.hall_of_fame_path, self.result_path):
+            stale.unlink(missing_ok=True)
+        _write_json(self.config_path, config.to_dict())
+
+    def read_config_dict(self) -> dict[str, Any]:
+        """config.json as stored (JSON), unvalidated: for readers that only report on a run."""
+        return json.loads(self.config_path.read_text())
 
     def read_config(self) -> SearchConfig:
-        path = self.directory / "config.json"
-        if not path.is_file():
+        if not self.config_path.is_file():
             raise ConfigError(f"{self.directory} is not a run directory (no config.json)")
-        return config_from_dict(json.loads(path.read_text()), source=str(path))
+        return config_from_dict(self.read_config_dict(), source=str(self.config_path))
 
     def write_config(self, config: SearchConfig) -> None:
-        write_json_atomic(self.directory / "config.json", config.to_dict())
+        _write_json(self.config_path, config.to_dict())
 
     def append_log(self, record: dict[str, Any]) -> None:
-        with open(self.directory / "log.jsonl", "a") as handle:
+        with open(self.log_path, "a") as handle:
             handle.write(json.dumps(record, allow_nan=False) + "\n")
 
     def read_log(self) -> list[dict[str, Any]]:
-        path = self.directory / "log.jsonl"
-        if not path.exists():
+        if not self.log_path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
 
     def append_evaluations(self, records: Iterable[dict[str, Any]]) -> None:
         with open(self.journal_path, "a") as handle:
@@ -97,6 +112,14 @@ class RunStore:
                 handle.write(json.dumps(record, allow_nan=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+    def read_evaluations(self, count: int) -> Iterator[dict[str, Any]]:
+        """Yield the first ``count`` journal lines (the checkpointed ones), read-only."""
+        with open(self.journal_path) as handle:
+            for number, line in enumerate(handle):
+                if number == count:
+                    break
+                yield json.loads(line)
 
     def replay_evaluations(self, count: int) -> Iterator[dict[str, Any]]:
         """Yield the first ``count`` journal lines one at a time (a long run's journal does not fit in
@@ -117,12 +140,16 @@ class RunStore:
         os.truncate(self.journal_path, kept_bytes)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        write_json_atomic(self.checkpoint_path, {"version": CHECKPOINT_VERSION, **state})
+        _write_json(self.checkpoint_path, {"version": CHECKPOINT_VERSION, **state})
+
+    def read_checkpoint_dict(self) -> dict[str, Any]:
+        """checkpoint.json as stored (JSON), version unchecked: for readers that only report on a run."""
+        return json.loads(self.checkpoint_path.read_text())
 
     def load_checkpoint(self) -> dict[str, Any]:
         if not self.checkpoint_path.is_file():
             raise ConfigError(f"{self.directory} has no checkpoint.json to resume from")
-        state = json.loads(self.checkpoint_path.read_text())
+        state = self.read_checkpoint_dict()
         if state.get("version") != CHECKPOINT_VERSION:
             raise ConfigError(f"{self.checkpoint_path}: checkpoint version {state.get('version')} is not "
                               f"{CHECKPOINT_VERSION}")
@@ -131,15 +158,18 @@ class RunStore:
     def truncate_log(self, generations: int) -> None:
         """Keep the log lines of the checkpointed generations only (resume after an interruption)."""
         kept = [r for r in self.read_log() if r["generation"] <= generations]
-        path = self.directory / "log.jsonl"
-        path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+        self.log_path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
 
     def write_hall_of_fame(self, entries: list[dict[str, Any]]) -> None:
-        write_json_atomic(self.directory / "hall_of_fame.json", entries)
+        _write_json(self.hall_of_fame_path, entries)
 
     def read_hall_of_fame(self) -> list[dict[str, Any]]:
-        return json.loads((self.directory / "hall_of_fame.json").read_text())
+        return json.loads(self.hall_of_fame_path.read_text())
 
     def write_result(self, result: dict[str, Any]) -> None:
-        write_json_atomic(self.directory / "result.json", result)
+        _write_json(self.result_path, result)
+
+    def read_result(self) -> dict[str, Any] | None:
+        """result.json, or None while the run has none (interrupted or still running)."""
+        return json.loads(self.result_path.read_text()) if self.result_path.is_file() else None
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from autoproxy.benchmark import canonical_key, load_benchmark
+from autoproxy.benchmark import canonical_arch_key, load_benchmark
 from autoproxy.errors import BenchmarkError
 
 KEY = "(0, 2, 3, 2, 3, 1)"
@@ -173,9 +173,9 @@ def test_malformed_csv(tmp_path, text, kwargs, message):
     assert str(path) in str(error.value)
 
 
-def test_canonical_key():
-    assert canonical_key(" (0,2, 3 ) ") == "(0, 2, 3)"
-    assert canonical_key("[4]") == canonical_key("(4,)") == "(4)"
+def test_canonical_arch_key():
+    assert canonical_arch_key(" (0,2, 3 ) ") == "(0, 2, 3)"
+    assert canonical_arch_key("[4]") == canonical_arch_key("(4,)") == "(4)"
     for text in ("0, 2", "(0, a)", "((0, 1), 2)", "(0,, 1)"):
         with pytest.raises(ValueError):
-            canonical_key(text)
+            canonical_arch_key(text)

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from autoproxy.benchmark import load_benchmark
 from autoproxy.cli import main
 from autoproxy.datasets import load_dataset
-from autoproxy.errors import DataError
-from autoproxy.groundtruth import GroundTruthError, TrainResult, TrainSettings, sample_distinct, train_and_evaluate
+from autoproxy.errors import DataError, GroundTruthError
+from autoproxy.groundtruth import TrainResult, TrainSettings, sample_distinct, train_and_evaluate
 from autoproxy.groundtruth.store import GroundTruthStore, settings_path
 from autoproxy.spaces import get_space
 

@@ -110,11 +110,11 @@ def _undefined_on_one_train_arch(cache: str) -> str:
 def _write_run(directory: Path, cache: str, journal: list[tuple[str, float]], chosen: int,
                validation_fitness: float) -> Path:
     """A finished run's files as search/store.py writes them; ``chosen`` indexes ``journal``."""
-    from search.expressions import canonical_key, complexity, parse, simplified
+    from search.expressions import algebraic_key, complexity, parse, simplified
 
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps({**SMALL, "caches": [cache], "metric": "kendall"}))
-    records = [{"index": index, "key": canonical_key(parse(expression)), "expression": expression,
+    records = [{"index": index, "key": algebraic_key(parse(expression)), "expression": expression,
                 "fitness": fitness, "status": "ok", "generation": 0}
                for index, (expression, fitness) in enumerate(journal)]
     (directory / "evaluations.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))

@@ -18,7 +18,7 @@ from primitives.per_node import PerNodeData, evaluate_per_node
 from primitives.program import from_program, to_program
 from primitives.pset import complexity, random_tree
 from primitives.reference import REFERENCE_EXPRESSIONS, reference_tree
-from primitives.symbolic import canonical_key, simplified_latex, simplified_text
+from primitives.symbolic import algebraic_key, simplified_latex, simplified_text
 from primitives.parse import MAX_DEPTH
 from primitives.tree import from_json, parse, to_json, to_string
 
@@ -96,7 +96,7 @@ def test_the_deepest_allowed_expression_parses_and_folds_in_every_form(exact):
     text, doc = nested_abs(MAX_DEPTH)
     tree = parse(text)
     assert from_json(doc) == tree and to_string(tree) == text and to_json(tree) == doc
-    assert complexity(tree) == MAX_DEPTH + 1 and "weight" in canonical_key(tree)
+    assert complexity(tree) == MAX_DEPTH + 1 and "weight" in algebraic_key(tree)
     pk = pack(exact)
     torch.testing.assert_close(Evaluator(pk).values(tree), evaluate(parse("net_sum(node_l1(weight))"), pk).scores)
 
@@ -142,8 +142,8 @@ def test_overloads_resolve_by_argument_type():
     assert "abs__ActIn" in names and "abs__Param" in names
 
 
-def test_canonical_key_merges_algebraic_duplicates_only():
-    key = lambda text: canonical_key(parse(text))
+def test_algebraic_key_merges_algebraic_duplicates_only():
+    key = lambda text: algebraic_key(parse(text))
     assert key("net_sum(node_sum(mul(weight, grad)))") == key("net_sum(node_sum(mul(grad, weight)))")
     assert key("net_sum(node_sum(add(grad, grad)))") == key("net_sum(node_sum(mul(grad, 2.0)))")
     assert key("net_sum(node_sum(sqrt(square(grad))))") == key("net_sum(node_sum(abs(grad)))")
@@ -235,6 +235,6 @@ def test_cuda_matches_cpu(sketched):
 def test_a_tree_sympy_refuses_is_keyed_and_shown_by_its_text():
     """``Max(zoo, x)`` after a symbolic 1/0 makes SymPy raise; a 2-hour soak died on it once."""
     tree = parse("net_sum(node_sum(max(inv(sub(weight, weight)), grad)))")
-    assert canonical_key(tree) == "text:" + to_string(tree)
+    assert algebraic_key(tree) == "text:" + to_string(tree)
     assert simplified_text(tree) == to_string(tree)
     assert simplified_latex(tree).startswith(r"\mathtt{net\_sum(")

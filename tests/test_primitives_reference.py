@@ -25,9 +25,9 @@ def setting():
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_EXPRESSIONS))
 def test_expression_form_equals_direct_implementation(name, setting):
-    assert name in proxies.list_proxies(), f"registry has no direct implementation of {name!r}"
+    assert name in proxies.reference_names(), f"registry has no direct implementation of {name!r}"
     nets, inputs, targets, packed = setting
-    direct = torch.tensor([float(proxies.get_proxy(name)(net, inputs, targets)) for net in nets])
+    direct = torch.tensor([float(proxies.reference_proxy(name)(net, inputs, targets)) for net in nets])
     result = evaluate(reference_tree(name), packed)
     assert result.valid, result.reason
     torch.testing.assert_close(result.scores.double(), direct.double(), rtol=1e-4, atol=1e-6)

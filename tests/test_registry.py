@@ -15,9 +15,10 @@ from click.testing import CliRunner
 
 import autoproxy
 from autoproxy.cli import main
-from autoproxy.export import ExportError, standalone_source
+from autoproxy.errors import ExportError, RegistryError
+from autoproxy.export import standalone_source
 from autoproxy.expression_proxy import expression_score
-from autoproxy.registry import (ENTRY_POINT_GROUP, REGISTRY_ENV, RegistryError, RegistryWarning, all_proxies,
+from autoproxy.registry import (ENTRY_POINT_GROUP, REGISTRY_ENV, RegistryWarning, all_proxies,
                                 check_name, get_proxy, proxy_document, save_proxy)
 from autoproxy.spaces import get_space
 from autoproxy.statistics import compute_statistics
@@ -134,7 +135,7 @@ def test_registry_round_trip(registry, net_and_batch):
 
 
 def test_builtin_proxies_are_in_the_same_registry(net_and_batch):
-    from autoproxy.proxies import get_proxy as direct
+    from autoproxy.proxies import reference_proxy as direct
 
     net, inputs, targets = net_and_batch
     assert autoproxy.score(net, inputs, targets, proxy="snip") == direct("snip")(net, inputs, targets)

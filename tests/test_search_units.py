@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from search.config import ConfigError, SearchConfig, config_from_dict, load_config, named_configs, parse_duration
+from autoproxy.errors import ConfigError
+from search.config import SearchConfig, config_from_dict, load_config, named_configs, parse_duration
 from search.diversity import near_duplicates
 from search.fitness import draw_subsets, kendall_tau, spearman_rho, split_archs, subset_fitness
 from search.store import RunStore, rng_state_from_json, rng_state_to_json

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from autoproxy.errors import StatisticsError
 from autoproxy.flops import count_flops, module_flops
-from autoproxy.statistics import StatisticsError, compute_statistics
+from autoproxy.statistics import compute_statistics
 
 BATCH = 8
 

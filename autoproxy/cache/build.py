@@ -24,9 +24,10 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from autoproxy.atomic import remove_stale_temporaries, write_atomic
 from autoproxy.benchmark import ArchRecord, load_benchmark
 from autoproxy.cache.defaults import DEFAULT_DTYPE, DEFAULT_MAX_CHANNELS, DEFAULT_MAX_POSITIONS, TASK_CLASSES
-from autoproxy.cache.files import entry_file_name, remove_stale_temporaries, sha256_bytes, sha256_file, write_atomic
+from autoproxy.cache.files import entry_file_name, sha256_bytes, sha256_file
 from autoproxy.cache.loader import StatisticsCache
 from autoproxy.cache.manifest import MANIFEST_NAME, CacheSettings, Entry, Manifest, read_manifest, settings_mismatch
 from autoproxy.cache.store import encode_entry

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoproxy.cache.files import write_atomic
+from autoproxy.atomic import write_atomic
 from autoproxy.errors import CacheError
 
 MANIFEST_NAME = "manifest.json"

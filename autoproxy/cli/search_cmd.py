@@ -29,8 +29,9 @@ from autoproxy.cli import main
 def search_command(config_name, caches, time_budget, generations, population, seed, out, name, executor, workers,
                    ray_address, resume_dir, quiet) -> None:
     """Evolve zero-cost proxies; writes config, log, hall of fame, checkpoint and result to OUT/NAME."""
+    from autoproxy.errors import ConfigError
     from autoproxy.stability import summary_line
-    from search.config import ConfigError, load_config, parse_duration
+    from search.config import load_config, parse_duration
     from search.runner import resume_config, run_search
 
     overrides = {

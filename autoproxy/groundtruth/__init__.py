@@ -1,10 +1,10 @@
 """Ground truth by real training: one-arch training and resumable runs over sampled archs."""
 from autoproxy.groundtruth.runner import sample_distinct, train_missing
-from autoproxy.groundtruth.store import GroundTruthError, GroundTruthStore
+from autoproxy.groundtruth.store import GroundTruthStore
 from autoproxy.groundtruth.train import TrainResult, TrainSettings, arch_seed, train_and_evaluate
 
 __all__ = [
     "sample_distinct", "train_missing",
-    "GroundTruthError", "GroundTruthStore", "TrainResult", "TrainSettings", "arch_seed",
+    "GroundTruthStore", "TrainResult", "TrainSettings", "arch_seed",
     "train_and_evaluate",
 ]

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 from tqdm import tqdm
 
 from autoproxy.datasets import ImageDataset
-from autoproxy.groundtruth.store import GroundTruthError, GroundTruthStore
+from autoproxy.errors import GroundTruthError
+from autoproxy.groundtruth.store import GroundTruthStore
 from autoproxy.groundtruth.train import TrainResult, TrainSettings, train_and_evaluate
 
 if TYPE_CHECKING:

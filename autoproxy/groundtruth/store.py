@@ -13,14 +13,10 @@ import math
 import os
 from pathlib import Path
 
-from autoproxy.errors import AutoproxyError
+from autoproxy.errors import GroundTruthError
 from autoproxy.groundtruth.train import TrainResult
 
 COLUMNS = ("arch", "accuracy", "params", "flops", "seconds")
-
-
-class GroundTruthError(AutoproxyError):
-    """A ground-truth output file that cannot be resumed (other settings, malformed rows)."""
 
 
 def settings_path(csv_path: Path) -> Path:

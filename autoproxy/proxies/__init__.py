@@ -6,6 +6,6 @@ over the names of :mod:`autoproxy.statistics`, with Σ_n a sum over nodes, so th
 the statistics reproduces it (``split_data=1``, no sketching).
 """
 from autoproxy.proxies import activation, gradient, recent, structure, synflow  # noqa: F401  (they register)
-from autoproxy.proxies.registry import UnknownProxyError, get_proxy, list_proxies, register
+from autoproxy.proxies.registry import reference_names, reference_proxy, register
 
-__all__ = ["UnknownProxyError", "get_proxy", "list_proxies", "register"]
+__all__ = ["reference_names", "reference_proxy", "register"]

@@ -6,7 +6,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from autoproxy.errors import AutoproxyError
+from autoproxy.errors import UnknownProxyError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -15,10 +15,6 @@ class ProxyFn(Protocol):
     def __call__(
         self, net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None, split_data: int = 1
     ) -> float: ...
-
-
-class UnknownProxyError(AutoproxyError):
-    """A proxy name that the registry does not hold."""
 
 
 _PROXIES: dict[str, ProxyFn] = {}
@@ -36,12 +32,14 @@ def register(name: str) -> Callable[[ProxyFn], ProxyFn]:
     return add
 
 
-def get_proxy(name: str) -> ProxyFn:
+def reference_proxy(name: str) -> ProxyFn:
+    """The reference implementation registered under ``name`` (callers use ``autoproxy.registry.get_proxy``)."""
     try:
         return _PROXIES[name]
     except KeyError:
-        raise UnknownProxyError(f"unknown proxy {name!r}; known: {', '.join(list_proxies())}") from None
+        raise UnknownProxyError(f"unknown proxy {name!r}; known: {', '.join(reference_names())}") from None
 
 
-def list_proxies() -> list[str]:
+def reference_names() -> list[str]:
+    """The names of the reference implementations, sorted."""
     return sorted(_PROXIES)

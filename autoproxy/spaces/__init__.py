@@ -8,7 +8,7 @@ from __future__ import annotations
 from numbers import Integral
 from typing import TYPE_CHECKING, Protocol, Sequence
 
-from autoproxy.benchmark import canonical_key, format_key
+from autoproxy.benchmark import canonical_arch_key, format_key
 from autoproxy.errors import InvalidArchError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def parse_int_tuple(key: str | Sequence[int], length: int, space: str) -> tuple[
     """The integers of a key given as text ``"(0, 2, ...)"`` or as a sequence, checked for length."""
     if isinstance(key, str):
         try:
-            text = canonical_key(key)
+            text = canonical_arch_key(key)
         except ValueError:
             raise InvalidArchError(f"{space}: key {key!r} is not a tuple of integers") from None
         values = tuple(int(item) for item in text[1:-1].split(", ")) if text != "()" else ()
