@@ -1,6 +1,8 @@
 """Ground truth: NAS-Bench-Suite-Zero JSON files and plain CSV files → ``ArchRecord``s.
 
-The JSON layout is ``{search_space: {task: {arch_key: record}}}`` (NASLib's ``zc_*.json``). A record
+The JSON layout is ``{search_space: {task: {arch_key: record}}}`` (NASLib's ``zc_*.json``), or
+``{task: {arch_key: record}}`` without the search-space level (NASLib's NAS-Bench-301 file), which
+the caller names with ``space=``. A record
 holds ``val_accuracy`` plus one field per reference proxy, either a number or ``{"score", "time"}``.
 NASLib wrote ``-1e8``, ``Infinity`` or ``NaN`` where a proxy failed; those become ``nan`` so that
 rankings skip them instead of treating them as extreme scores.
@@ -13,16 +15,24 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from autoproxy.errors import BenchmarkError
 
 #: The search-space names NAS-Bench-Suite-Zero uses, mapped to ours.
 SPACE_ALIASES: Mapping[str, str] = MappingProxyType(
-    {"nasbench201": "nb201", "nb201": "nb201", "nasbench101": "nb101", "nb101": "nb101"}
+    {
+        "nasbench201": "nb201",
+        "nb201": "nb201",
+        "nasbench101": "nb101",
+        "nb101": "nb101",
+        "nasbench301": "nb301",
+        "nb301": "nb301",
+    }
 )
 FAILURE_MARKER = -1e8
 _METADATA_FIELDS = ("idx", "arch")
@@ -44,26 +54,81 @@ class ArchRecord:
 
 
 def canonical_arch_key(text: str) -> str:
-    """``"(0,2, 3)"`` → ``"(0, 2, 3)"``: the one spelling every module uses for an integer-tuple key.
+    """``"(0,2, 3)"`` → ``"(0, 2, 3)"``: the one spelling every module uses for an arch key.
 
-    Raises ``ValueError`` when ``text`` is not a flat tuple/list of integers.
+    Keys are integer tuples, possibly nested (NAS-Bench-301's ``[[(0, 1), ...], [...]]``). Raises
+    ``ValueError`` when ``text`` is not such a key.
     """
-    body = text.strip()
-    if len(body) < 2 or (body[0], body[-1]) not in {("(", ")"), ("[", "]")}:
-        raise ValueError(f"not a tuple of integers: {text!r}")
-    items = [item.strip() for item in body[1:-1].split(",")]
-    if items and items[-1] == "":
-        items.pop()  # a one-element tuple "(3,)"
-    try:
-        values = [int(item) for item in items]
-    except ValueError:
-        raise ValueError(f"not a tuple of integers: {text!r}") from None
-    return format_key(values)
+    return format_key(parse_key(text))
 
 
-def format_key(values: tuple[int, ...] | list[int]) -> str:
-    """The canonical spelling of an integer-tuple key, e.g. ``"(0, 2, 3, 2, 3, 1)"``."""
-    return "(" + ", ".join(str(int(value)) for value in values) + ")"
+def format_key(values: Sequence[Any]) -> str:
+    """The canonical spelling of a key: a sequence of integers as a tuple ``"(0, 2, 3)"``, a sequence of
+    sequences as a list, so NAS-Bench-301's keys read as in its file: ``"[[(0, 0), (1, 5), ...], [...]]"``."""
+    items = ", ".join(
+        format_key(value) if isinstance(value, (list, tuple)) else str(int(value)) for value in values
+    )
+    return f"[{items}]" if any(isinstance(value, (list, tuple)) for value in values) else f"({items})"
+
+
+KeyValues = tuple[Any, ...]  # integers, or (at most MAX_KEY_DEPTH levels of) tuples of them
+MAX_KEY_DEPTH = 4
+_KEY_TOKEN = re.compile(r"\s*([\[\]()]|,|[+-]?\d+)\s*")
+_CLOSING = {"(": ")", "[": "]"}
+
+
+def parse_key(text: str) -> KeyValues:
+    """The integers of a key as (nested) tuples: ``"[[(0, 1)], [(2, 3)]]"`` → ``(((0, 1),), ((2, 3),))``.
+
+    A hand-written reader (keys come from files; nothing is evaluated): brackets ``()`` or ``[]``,
+    a trailing comma allowed, the items of one sequence either all integers or all sequences.
+    Raises ``ValueError`` otherwise.
+    """
+    tokens = _key_tokens(text)
+    values, end = _key_sequence(tokens, 0, 1, text)
+    if end != len(tokens):
+        raise ValueError(f"not an arch key: {text!r}")
+    return values
+
+
+def _key_tokens(text: str) -> list[str]:
+    tokens, position = [], 0
+    while position < len(text):
+        match = _KEY_TOKEN.match(text, position)
+        if match is None:
+            raise ValueError(f"not an arch key: {text!r}")
+        tokens.append(match.group(1))
+        position = match.end()
+    return tokens
+
+
+def _key_sequence(tokens: list[str], start: int, depth: int, text: str) -> tuple[KeyValues, int]:
+    """The sequence opening at ``tokens[start]`` and the index after its closing bracket."""
+    opening = tokens[start] if start < len(tokens) else ""
+    if opening not in _CLOSING or depth > MAX_KEY_DEPTH:
+        raise ValueError(f"not an arch key: {text!r}")
+    items: list[Any] = []
+    position = start + 1
+    while _token(tokens, position) != _CLOSING[opening]:
+        token = _token(tokens, position)
+        if token in _CLOSING:
+            item, position = _key_sequence(tokens, position, depth + 1, text)
+        elif token.lstrip("+-").isdigit():
+            item, position = int(token), position + 1
+        else:
+            raise ValueError(f"not an arch key: {text!r}")
+        items.append(item)
+        if _token(tokens, position) == ",":
+            position += 1
+        elif _token(tokens, position) != _CLOSING[opening]:
+            raise ValueError(f"not an arch key: {text!r}")
+    if len({isinstance(item, tuple) for item in items}) > 1:
+        raise ValueError(f"not an arch key (integers mixed with sequences): {text!r}")
+    return tuple(items), position + 1
+
+
+def _token(tokens: list[str], position: int) -> str:
+    return tokens[position] if position < len(tokens) else ""
 
 
 def load_benchmark(
@@ -71,7 +136,8 @@ def load_benchmark(
 ) -> list[ArchRecord]:
     """Records of a ``.json`` (NAS-Bench-Suite-Zero) or ``.csv`` file, optionally one space/task only.
 
-    ``space`` accepts our names (``"nb201"``) or the file's (``"nasbench201"``). Raises
+    ``space`` accepts our names (``"nb201"``) or the file's (``"nasbench201"``); a JSON file without
+    the search-space level (NAS-Bench-301) needs it. Raises
     ``BenchmarkError`` naming the file and key for a missing or malformed file, or when the
     requested space/task is absent.
     """
@@ -91,11 +157,15 @@ def load_benchmark(
 
 
 def _our_space(name: str, path: Path) -> str:
-    try:
+    """Our name of a space: a file's alias of a built-in one, or a plug-in space's name as given."""
+    from autoproxy.spaces.plugins import is_plugin_space
+
+    if name in SPACE_ALIASES:
         return SPACE_ALIASES[name]
-    except KeyError:
-        known = ", ".join(sorted(SPACE_ALIASES))
-        raise BenchmarkError(f"{path}: unknown search space {name!r} (known: {known})") from None
+    if is_plugin_space(name):
+        return name
+    known = ", ".join(sorted(SPACE_ALIASES))
+    raise BenchmarkError(f"{path}: unknown search space {name!r} (known: {known}, plug-in spaces)")
 
 
 # --------------------------------------------------------------------------------------------- JSON
@@ -105,10 +175,15 @@ def _load_json(path: Path, wanted_space: str | None, wanted_task: str | None) ->
     document = _read_json(path)
     if not isinstance(document, dict):
         raise BenchmarkError(f"{path}: top level must be an object {{search_space: {{task: ...}}}}")
+    if _names_tasks(document):
+        if wanted_space is None:
+            layout = "{task: {arch_key: record}}"
+            raise BenchmarkError(f"{path}: no search-space level ({layout}); pass the space")
+        document = {wanted_space: document}
     records: list[ArchRecord] = []
     found_space = found_task = False
     for file_space, tasks in document.items():
-        if wanted_space is not None and SPACE_ALIASES.get(file_space) != wanted_space:
+        if wanted_space is not None and SPACE_ALIASES.get(file_space, file_space) != wanted_space:
             continue
         our_space = _our_space(file_space, path)
         found_space = True
@@ -128,6 +203,21 @@ def _load_json(path: Path, wanted_space: str | None, wanted_task: str | None) ->
     if wanted_task is not None and not found_task:
         raise BenchmarkError(f"{path}: no task {wanted_task!r}")
     return records
+
+
+def _names_tasks(document: dict[str, Any]) -> bool:
+    """Whether the top level names tasks, not spaces: then the level below it holds arch keys."""
+    return any(
+        _is_arch_key(name) for archs in document.values() if isinstance(archs, dict) for name in archs
+    )
+
+
+def _is_arch_key(text: str) -> bool:
+    try:
+        parse_key(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_json(path: Path) -> Any:

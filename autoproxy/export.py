@@ -28,8 +28,8 @@ from autoproxy.errors import ExportError
 from autoproxy.registry import DEFAULT_SUB_BATCHES, proxy_document, registry_entry, validate_document
 
 # In dependency order: each module's top-level code uses only names defined above it.
-BUNDLED_MODULES = ("autoproxy.errors", "autoproxy.flops", "autoproxy.statistics", "primitives.types",
-                   "primitives.leaves", "primitives.packed", "primitives.kernels", "primitives.fold",
+BUNDLED_MODULES = ("autoproxy.errors", "autoproxy.flops", "autoproxy.nodes", "autoproxy.statistics",
+                   "primitives.types", "primitives.leaves", "primitives.packed", "primitives.kernels", "primitives.fold",
                    "primitives.evaluate", "primitives.program", "autoproxy.expression_proxy")
 BUNDLED_PACKAGES = frozenset(module.split(".")[0] for module in BUNDLED_MODULES)
 ALLOWED_IMPORTS = frozenset(sys.stdlib_module_names) | {"torch"}
@@ -204,11 +204,11 @@ def standalone_source(doc: dict[str, Any]) -> str:
         f"_EXPORTED_PROGRAM = from_program(json.loads({program!r}))\n"
         f"_EXPORTED_SUB_BATCHES = {sub_batches}\n\n\n"
         f"def {name}(net, inputs, targets, loss_fn=None, split_data=1) -> float:\n"
-        f'    """{name!r} of ``net`` on one minibatch. Statistics are computed on the whole batch (with\n'
-        f"    {sub_batches} equal sub-batches for gradient moments); ``split_data`` is accepted for signature\n"
-        '    compatibility only. ``net`` is not modified."""\n'
+        f'    """{name!r} of ``net`` on one minibatch ({sub_batches} equal sub-batches for gradient moments);\n'
+        "    ``split_data`` runs the batch in that many chunks (less memory, the same score up to float\n"
+        '    rounding without train-mode batch norm). ``net`` is not modified."""\n'
         "    return expression_score(_EXPORTED_PROGRAM, net, inputs, targets, loss_fn,\n"
-        "                            sub_batches=_EXPORTED_SUB_BATCHES)\n")
+        "                            sub_batches=_EXPORTED_SUB_BATCHES, split_data=split_data)\n")
     text = "\n\n".join([f'"""{docstring}"""', *code])
     _check_module(text, docstring, code, name)
     return text

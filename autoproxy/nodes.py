@@ -22,6 +22,7 @@ hooks are never touched.
 from __future__ import annotations
 
 import copy
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -124,32 +125,53 @@ class NodeCall:
 
 
 @contextmanager
-def node_calls(net: nn.Module) -> Iterator[list[NodeCall]]:
+def node_calls(net: nn.Module, keep_tensors: bool = True) -> Iterator[list[NodeCall]]:
     """Hooks on ``net`` for the forward pass run inside the block; yields the list of node calls, filled
     in execution order. A node called twice in the block is refused (shared weights have no single
-    input and output)."""
+    input and output).
+
+    ``keep_tensors=False`` keeps no activation alive (a statistic that reads only shapes need not hold
+    every layer's output until the pass ends): ``act_in``, ``act_out`` and ``code_source`` are then
+    shape-only placeholders on the ``meta`` device, and ``code_key`` is -1."""
     names = {module: name for name, module in net.named_modules()}
     inside_attention = {id(module.out_proj) for module in net.modules() if isinstance(module, nn.MultiheadAttention)}
-    sources: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # id(output) -> (output, pre-activation)
+    # id(output) -> (output or a weak reference to it, pre-activation or its placeholder); a kept output
+    # keeps its id unique, a weak one is checked to be the same tensor when looked up
+    sources: dict[int, tuple[object, torch.Tensor]] = {}
     calls: list[NodeCall] = []
+
+    def held(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if keep_tensors else torch.empty_like(tensor, device="meta")
+
+    def source_of(tensor: torch.Tensor) -> torch.Tensor | None:
+        entry = sources.get(id(tensor))
+        if entry is None:
+            return None
+        output = entry[0] if keep_tensors else entry[0]()
+        return entry[1] if output is tensor else None
+
+    def remember(output: torch.Tensor, pre_activation: torch.Tensor) -> None:
+        sources[id(output)] = (output if keep_tensors else weakref.ref(output), pre_activation)
 
     def nonlinearity(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
-            sources[id(output)] = (output, args[0])
+            remember(output, held(args[0]))
 
     def pass_through(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        if args and isinstance(args[0], torch.Tensor) and id(args[0]) in sources and isinstance(output, torch.Tensor):
-            sources[id(output)] = (output, sources[id(args[0])][1])
+        if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
+            source = source_of(args[0])
+            if source is not None:
+                remember(output, source)
 
     def node(module: nn.Module, args: tuple, kwargs: dict, output) -> None:
         if any(seen.module is module for seen in calls):
             raise StatisticsError(f"layer {names[module]!r} is called twice in one forward pass")
         act_in = args[0] if args else kwargs.get("query", kwargs.get("input"))
         act_out = output[0] if isinstance(output, tuple) else output
-        source = sources.get(id(act_in))
-        code_source = source[1] if source is not None and source[1].shape == act_in.shape else None
-        calls.append(NodeCall(names[module], module, act_in, act_out, code_source,
-                              id(code_source) if code_source is not None else id(act_in)))
+        source = source_of(act_in)
+        code_source = source if source is not None and source.shape == act_in.shape else None
+        code_key = -1 if not keep_tensors else id(code_source) if code_source is not None else id(act_in)
+        calls.append(NodeCall(names[module], module, held(act_in), held(act_out), code_source, code_key))
 
     handles = []
     for module in net.modules():

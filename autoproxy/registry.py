@@ -71,13 +71,14 @@ class Proxy:
         return parse(self.expression)
 
     def __call__(self, net, inputs, targets, loss_fn=None, split_data: int = 1) -> float:
-        """The proxy's score of ``net`` on ``(inputs, targets)``. Expression proxies compute their
-        statistics on the whole batch, so ``split_data`` only matters to direct proxies."""
+        """The proxy's score of ``net`` on ``(inputs, targets)``; ``split_data`` runs the batch in that
+        many chunks (less memory, the same score up to float rounding without train-mode batch norm)."""
         if self.function is not None:
             return float(self.function(net, inputs, targets, loss_fn=loss_fn, split_data=split_data))
         from autoproxy.expression_proxy import expression_score
 
-        return expression_score(self.tree(), net, inputs, targets, loss_fn, sub_batches=self.sub_batches)
+        return expression_score(self.tree(), net, inputs, targets, loss_fn, sub_batches=self.sub_batches,
+                                split_data=split_data)
 
 
 def registry_dir() -> Path:

@@ -135,8 +135,17 @@ class Evaluator:
         """Per-arch values without the validity judgement (a single arch's score is not "constant");
         may raise on numerical trouble. Computing a value recurses once per level of the tree, which
         the parser limits to ``MAX_DEPTH`` (primitives/parse.py)."""
+        absent = self._absent(tree)
+        if absent is not None and bool(absent.all()):
+            return torch.full((self.packed.num_archs,), float("nan"), device=self.packed.device)
         with torch.no_grad():
-            return fold(tree, self._leaf, self._call).value()
+            values = fold(tree, self._leaf, self._call).value()
+        return values if absent is None else values.masked_fill(absent, float("nan"))
+
+    def _absent(self, tree: Sequence) -> torch.Tensor | None:
+        """(A,) bool: the archs lacking a statistic the tree reads (undefined there); None if none do."""
+        masks = [self.packed.missing[node.name] for node in tree if node.name in self.packed.missing]
+        return torch.stack(masks).any(0) if masks else None
 
     def evaluate(self, tree: Sequence) -> EvalResult:
         return judge(partial(self.values, tree))

@@ -83,7 +83,7 @@ def _seg_sum(x: torch.Tensor, seg: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _seg_extreme(x: torch.Tensor, seg: torch.Tensor, n: int, reduce: str) -> torch.Tensor:
-    return torch.zeros(n, dtype=x.dtype, device=x.device).scatter_reduce_(0, seg, x, reduce, include_self=False)
+    return torch.zeros(n, dtype=x.dtype, device=x.device).scatter_reduce_(0, seg.long(), x, reduce, include_self=False)
 
 
 def _per_unit(pk, shape_class, value, stat: Callable[[torch.Tensor, tuple], torch.Tensor]):

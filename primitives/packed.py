@@ -36,7 +36,7 @@ import torch
 from autoproxy.errors import CacheError
 from primitives.types import (BUCKETED_IN, BUCKETED_OUT, ActIn, ActOut, ChanMatrix, Kernel, NetKernel, NetScalar,
                               NodeScalar, Param)
-from primitives.leaves import leaves_of
+from primitives.leaves import LEAVES, leaves_of
 
 # What ``search`` packs with: measured on 128 NB201 cifar10 archs, see benchmarks/evaluator_throughput.py.
 SEARCH_SKETCH: dict[str, int] = {"param_sample": 256, "batch_sample": 16, "channel_sample": 16}
@@ -66,7 +66,7 @@ class PackedStatistics:
     node_scalars: dict[str, torch.Tensor]          # (N,)
     net_scalars: dict[str, torch.Tensor]           # (A,)
     params: dict[str, torch.Tensor]                # (E,)
-    param_seg: torch.Tensor                        # (E,) long
+    param_seg: torch.Tensor                        # (E,) int32: half the bytes of long (one per weight)
     param_count: torch.Tensor                      # (N,) kept entries per node
     param_scale: torch.Tensor                      # (N,) true / kept entries
     param_width: int | None                        # S when every node keeps S entries (rows view), else None
@@ -76,6 +76,7 @@ class PackedStatistics:
     in_buckets: list[Bucket] = field(default_factory=list)
     cov_buckets: list[Bucket] = field(default_factory=list)
     batch_scale: float = 1.0                       # true / kept samples (B / b)
+    missing: dict[str, torch.Tensor] = field(default_factory=dict)   # leaf name -> (A,) bool: archs lacking it
 
     def buckets_for(self, shape_class: type) -> list[Bucket]:
         """The bucket list that values of a bucketed shape class are laid out by."""
@@ -92,12 +93,6 @@ class PackedStatistics:
         for bucket in (*self.out_buckets, *self.in_buckets, *self.cov_buckets):
             tensors.extend(bucket.tensors.values())
         return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def _require(mapping: dict, key: str, where: str):
-    if key not in mapping:
-        raise CacheError(f"statistics of {where} lack {key!r}")
-    return mapping[key]
 
 
 def _sample_index(numel: int, keep: int, node_position: int, seed: int) -> torch.Tensor:
@@ -125,11 +120,51 @@ def _bucketise(groups: dict[tuple, list[tuple[int, dict[str, torch.Tensor], floa
     return buckets
 
 
+def _holder(shape_class: type, node_or_net) -> dict:
+    """The dict of a node's or network's statistics that holds leaves of ``shape_class``."""
+    scalar = shape_class in (NodeScalar, NetScalar)
+    return node_or_net.scalars if scalar else node_or_net.tensors
+
+
+def _presence(stats: Sequence) -> dict[str, list[bool]]:
+    """Per leaf name, per arch: whether the statistics hold it (on every node, for node leaves). A
+    statistic that was not asked for, or whose group could not be computed, is absent."""
+    presence = {}
+    for leaf in LEAVES:
+        if leaf.type in (NetKernel, NetScalar):
+            presence[leaf.name] = [leaf.key in _holder(leaf.type, net) for net in stats]
+        else:
+            presence[leaf.name] = [all(leaf.key in _holder(leaf.type, node) for node in net.nodes) for net in stats]
+    return presence
+
+
 def _batch_size(stats: Sequence) -> int:
-    """B, from the first node's output activation (every node is checked against it while packing)."""
+    """B, from the first batch-shaped statistic of arch #0 (every node is checked against it while
+    packing); 1 when no batch-shaped statistic is held at all."""
     if not stats[0].nodes:
         raise CacheError("statistics of arch #0 have no nodes")
-    return int(_require(stats[0].nodes[0].tensors, leaves_of(ActOut)[0].key, "arch #0 node 0").shape[0])
+    for leaf in LEAVES:
+        if leaf.type in (ActOut, ActIn, Kernel) and leaf.key in stats[0].nodes[0].tensors:
+            return int(stats[0].nodes[0].tensors[leaf.key].shape[0])
+        if leaf.type is NetKernel and leaf.key in stats[0].tensors:
+            return int(stats[0].tensors[leaf.key].shape[0])
+    return 1
+
+
+def _param_numel(node, param_names: list[str], where: str) -> int:
+    """Entries of each param leaf of a node (the same for all of them; 0 when none is packed). A node
+    of an arch that lacks some param leaf is sized by one it holds."""
+    if not param_names:
+        return 0
+    held = [node.tensors[name] for name in param_names if name in node.tensors]
+    if not held:
+        raise CacheError(f"statistics of {where} lack every param statistic ({', '.join(param_names)})")
+    return held[0].numel()
+
+
+def _or_nan(mapping: dict, key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """A statistic, or NaN of ``shape`` where the arch lacks it (the evaluator marks that arch undefined)."""
+    return mapping[key] if key in mapping else torch.full(shape, float("nan"))
 
 
 def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: int | None = None,
@@ -137,7 +172,8 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
     """Pack a list of ``NetworkStatistics`` (one per arch, in order) for the evaluator.
 
     The ``*_sample`` sizes are the search-time sketches of the module docstring (``SEARCH_SKETCH``);
-    ``None`` keeps everything (exact), as the final report needs.
+    ``None`` keeps everything (exact), as the final report needs. A leaf no arch holds is not packed;
+    one that some archs lack is packed with NaN there, and ``missing`` names those archs.
     """
     if not stats:
         raise CacheError("pack needs at least one architecture's statistics")
@@ -151,12 +187,14 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
     if batch_sample is not None and batch_sample < full_batch:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + _BATCH_SALT)
         batch_index = torch.randperm(full_batch, generator=generator)[:batch_sample].sort().values
-    param_names = [leaf.key for leaf in leaves_of(Param)]
-    node_scalar_names = [leaf.key for leaf in leaves_of(NodeScalar)]
-    out_names = [leaf.key for leaf in leaves_of(ActOut)]
-    in_names = [leaf.key for leaf in leaves_of(ActIn)]
-    kernel_names = [leaf.key for leaf in leaves_of(Kernel)]
-    (cov_name,) = [leaf.key for leaf in leaves_of(ChanMatrix)]     # channel sampling assumes one such leaf
+    presence = _presence(stats)
+    held = {name for name, present in presence.items() if any(present)}
+
+    def names(shape_class: type) -> list[str]:
+        return [leaf.key for leaf in leaves_of(shape_class) if leaf.name in held]
+
+    param_names, node_scalar_names = names(Param), names(NodeScalar)
+    out_names, in_names, kernel_names, cov_names = names(ActOut), names(ActIn), names(Kernel), names(ChanMatrix)
 
     node_arch: list[int] = []
     node_scalars: dict[str, list[float]] = {n: [] for n in node_scalar_names}
@@ -175,43 +213,35 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
             global_id = len(node_arch)
             node_arch.append(arch)
             for name in node_scalar_names:
-                node_scalars[name].append(float(_require(node.scalars, name, where)))
-            numel = _require(node.tensors, param_names[0], where).numel()     # the same for every param leaf
+                node_scalars[name].append(float(node.scalars.get(name, float("nan"))))
+            numel = _param_numel(node, param_names, where)
             index = None
             if param_sample is not None and numel > param_sample:
                 index = _sample_index(numel, param_sample, position, seed)
             for name in param_names:
-                flat = _require(node.tensors, name, where).reshape(-1)
+                flat = _or_nan(node.tensors, name, (numel,)).reshape(-1)
                 if flat.numel() != numel:
-                    raise CacheError(f"{where}: {name!r} has {flat.numel()} entries, {param_names[0]} {numel}")
+                    raise CacheError(f"{where}: {name!r} has {flat.numel()} entries, {param_names[0]!r} {numel}")
                 params[name].append(flat if index is None else flat[index])
             kept = numel if index is None else len(index)
             param_count.append(kept)
-            param_scale.append(numel / kept)
+            param_scale.append(numel / kept if kept else 1.0)
             for name in kernel_names:
-                kernels[name].append(_principal(_require(node.tensors, name, where), batch_index))
-            act_out = {n: _require(node.tensors, n, where) for n in out_names}
-            act_in = {n: _require(node.tensors, n, where) for n in in_names}
-            for acts, groups, chan_key, pos_key in ((act_out, out_groups, "channels_out_total",
-                                                    "positions_out_total"),
-                                                   (act_in, in_groups, "channels_in_total",
-                                                    "positions_in_total")):
-                shapes = {tuple(t.shape) for t in acts.values()}
-                if len(shapes) != 1 or len(next(iter(shapes))) != 3:
-                    raise CacheError(f"{where}: activation shapes {sorted(shapes)} differ or are not 3-d")
-                shape = next(iter(shapes))
-                if shape[0] != full_batch:
-                    raise CacheError(f"{where}: batch {shape[0]} differs from {full_batch}")
-                if batch_index is not None:
-                    acts = {n: t[batch_index] for n, t in acts.items()}
-                groups.setdefault(tuple(next(iter(acts.values())).shape), []).append((
-                    global_id, acts, node.scalars[chan_key] / shape[1], node.scalars[pos_key] / shape[2]))
-            cov = _require(node.tensors, cov_name, where)
-            channels = cov.shape[-1]
-            if channel_sample is not None and channels > channel_sample:
-                cov = _principal(cov, _sample_index(channels, channel_sample, position, seed + _CHANNEL_SALT))
-            cov_groups.setdefault(tuple(cov.shape), []).append(
-                (global_id, {cov_name: cov}, channels / cov.shape[-1], 1.0))
+                kernels[name].append(_principal(_or_nan(node.tensors, name, (full_batch, full_batch)), batch_index))
+            for names_, groups, chan_key, pos_key in ((out_names, out_groups, "channels_out_total",
+                                                      "positions_out_total"),
+                                                     (in_names, in_groups, "channels_in_total",
+                                                      "positions_in_total")):
+                if names_:
+                    _group_activations(node, names_, groups, global_id, chan_key, pos_key, full_batch,
+                                       batch_index, where)
+            for cov_name in cov_names:
+                cov = _or_nan(node.tensors, cov_name, (1, 1))
+                channels = cov.shape[-1]
+                if channel_sample is not None and channels > channel_sample:
+                    cov = _principal(cov, _sample_index(channels, channel_sample, position, seed + _CHANNEL_SALT))
+                cov_groups.setdefault(tuple(cov.shape), []).append(
+                    (global_id, {cov_name: cov}, channels / cov.shape[-1], 1.0))
 
     num_nodes, num_archs = len(node_arch), len(stats)
     node_arch_t = torch.tensor(node_arch, dtype=torch.long)
@@ -232,19 +262,39 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
         node_arch=node_arch_t.to(device), arch_pad_index=pad_index.to(device),
         arch_pad_mask=(pad_index < num_nodes).to(device),
         node_scalars={n: f32(v) for n, v in node_scalars.items()},
-        net_scalars={leaf.key: f32([float(_require(s.scalars, leaf.key, f"arch #{i}"))
-                                    for i, s in enumerate(stats)])
-                     for leaf in leaves_of(NetScalar)},
+        net_scalars={leaf.key: f32([float(s.scalars.get(leaf.key, float("nan"))) for s in stats])
+                     for leaf in leaves_of(NetScalar) if leaf.name in held},
         params={n: torch.cat(v).to(device, torch.float32) for n, v in params.items()},
-        param_seg=torch.repeat_interleave(torch.arange(num_nodes), torch.tensor(param_count)).to(device),
+        param_seg=torch.repeat_interleave(torch.arange(num_nodes, dtype=torch.int32),
+                                          torch.tensor(param_count)).to(device),
         param_count=f32(param_count), param_scale=f32(param_scale),
         param_width=param_count[0] if len(set(param_count)) == 1 else None,
         kernels={n: torch.stack(v).to(device, torch.float32) for n, v in kernels.items()},
-        net_kernels={leaf.key: _principal(torch.stack([_require(s.tensors, leaf.key, f"arch #{i}")
-                                                       for i, s in enumerate(stats)]), batch_index
-                                          ).to(device, torch.float32)
-                     for leaf in leaves_of(NetKernel)},
+        net_kernels={leaf.key: _principal(torch.stack([_or_nan(s.tensors, leaf.key, (full_batch, full_batch))
+                                                       for s in stats]), batch_index).to(device, torch.float32)
+                     for leaf in leaves_of(NetKernel) if leaf.name in held},
         out_buckets=_bucketise(out_groups, device),
         in_buckets=_bucketise(in_groups, device),
         cov_buckets=_bucketise(cov_groups, device),
+        missing={name: torch.tensor([not p for p in present], device=device)
+                 for name, present in presence.items() if not all(present)},
     )
+
+
+def _group_activations(node, names: list[str], groups: dict[tuple, list], global_id: int, chan_key: str,
+                       pos_key: str, full_batch: int, batch_index: torch.Tensor | None, where: str) -> None:
+    """Adds one node's activation leaves of one family (output or input side) to the bucket of their
+    shape. A leaf the node lacks is NaN shaped like a held one of the family ((B, 1, 1) if none)."""
+    held = [node.tensors[n] for n in names if n in node.tensors]
+    shapes = {tuple(t.shape) for t in held}
+    if len(shapes) > 1 or any(len(shape) != 3 for shape in shapes):
+        raise CacheError(f"{where}: activation shapes {sorted(shapes)} differ or are not 3-d")
+    shape = next(iter(shapes)) if shapes else (full_batch, 1, 1)
+    if shape[0] != full_batch:
+        raise CacheError(f"{where}: batch {shape[0]} differs from {full_batch}")
+    acts = {n: _or_nan(node.tensors, n, shape) for n in names}
+    if batch_index is not None:
+        acts = {n: t[batch_index] for n, t in acts.items()}
+    chan_scale = node.scalars[chan_key] / shape[1] if held else 1.0
+    pos_scale = node.scalars[pos_key] / shape[2] if held else 1.0
+    groups.setdefault(tuple(next(iter(acts.values())).shape), []).append((global_id, acts, chan_scale, pos_scale))

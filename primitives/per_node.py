@@ -47,7 +47,7 @@ def subset(pk: PackedStatistics, arch: int, nodes: Sequence[int] | None = None) 
         node_scalars={n: v[ids] for n, v in pk.node_scalars.items()},
         net_scalars={n: v[arch:arch + 1] for n, v in pk.net_scalars.items()},
         params={n: v[entries] for n, v in pk.params.items()},
-        param_seg=new_id[pk.param_seg[entries]],
+        param_seg=new_id[pk.param_seg[entries]].to(pk.param_seg.dtype),
         param_count=pk.param_count[ids], param_scale=pk.param_scale[ids],
         kernels={n: v[ids] for n, v in pk.kernels.items()},
         net_kernels={n: v[arch:arch + 1] for n, v in pk.net_kernels.items()},

@@ -35,3 +35,9 @@ def nb201_benchmark_path() -> Path:
 def nb101_benchmark_path() -> Path:
     """NAS-Bench-101 ground truth: cifar10 (350 archs)."""
     return _shared_benchmark("zc_nasbench101.json")
+
+
+@pytest.fixture(scope="session")
+def nb301_benchmark_path() -> Path:
+    """NAS-Bench-301 ground truth: cifar10 (507 archs); the file has no search-space level."""
+    return _shared_benchmark("zc_nasbench301.json")

@@ -23,7 +23,9 @@ SMOKE_RUNS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {
                          r"load 8 archs \(sha256 verified\): .*"),
     ("check_params", ()): (r"nb201_flops_exact=3/3 nb201_flops_within_1pct=3/3 "
                            r"nb101_flops_exact=3/3 nb101_flops_within_1pct=3/3",
-                           r"nb201_params_exact=3/3 nb101_params_exact=3/3"),
+                           r"nb201_params_exact=3/3 nb101_params_exact=3/3",
+                           r"nb301_params_exact=3/3 nb301_flops_exact=3/3 nb301_flops_within_1pct=3/3 "
+                           r"nb301_flops_median_rel_err=.*"),
     ("digits_seed_agreement", ()): (r"3 archs, train seeds 1 and 2", rf"Kendall tau: {NUMBER}",
                                     rf"Spearman: {NUMBER}"),
     ("evaluator_throughput", ()): (r"4 archs \(synthetic statistics with real NB201 shapes\), .*",
@@ -37,6 +39,11 @@ SMOKE_RUNS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {
                            rf"nwot +{NUMBER} +{NUMBER} +{NUMBER}.*"),
     ("faithfulness", ("--cache", CACHE)): (r"cifar10, cache .* \(real batch, 8 archs, float16, sketch 8x8\)",
                                            rf"synflow +{NUMBER} +{NUMBER} +{NUMBER}.*"),
+    ("model_zoo", ()): (r"model zoo: 2 models × 4 proxies; .*", r"inputs: 8 .*",
+                        r"memory check: noop .* MiB .*; 256 MiB tensor \+2\d\d\.\d MiB .*",
+                        r"model nb201: .* nodes; .*", r"model tiny_transformer: .*",
+                        r"  f:snip +(?:\S+ +[\d.]+ +[\d.]+ +[\d.]+|ERROR +.+).*", r"ratio nb201: .*",
+                        r"measurements=8 errors=0 undefined=\d+ \(without a reason: \d+\)"),
     ("search_quality", ()): (r"seed 0: 2 generations, \d+ formulas", r"  formula: .+",
                              rf"  test spearman {NUMBER}  kendall {NUMBER}",
                              rf"  nwot on the same test split: spearman {NUMBER}  kendall {NUMBER}",

@@ -12,7 +12,9 @@ from torch import nn
 from autoproxy.errors import UnknownProxyError
 from autoproxy.proxies import reference_names, reference_proxy
 
-REFERENCE = ["flops", "fisher", "grad_norm", "grasp", "jacov", "l2_norm", "nwot", "params", "plain", "snip", "synflow"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
+REFERENCE = ["flops", "fisher", "grad_norm", "grasp", "jacov", "l2_norm", "meco", "nwot", "params", "plain", "snip",
+             "synflow", "zico"]
 
 
 def tiny_net(batch_norm: bool = True) -> nn.Module:
@@ -52,10 +54,14 @@ def test_proxy_is_finite_deterministic_and_leaves_net_alone(name, batch):
     assert all(p.grad is None for p in net.parameters())
 
 
-def test_split_data_accumulates_split_gradients(batch):
+@pytest.mark.parametrize("name", REFERENCE)
+def test_split_data_weights_chunks_by_their_share(name, batch):
+    """Each chunk's mean loss is weighted by its share of the batch, so the value is the whole batch's
+    (zero-cost-nas sums unweighted chunk losses: twice the gradient for two chunks)."""
     net = tiny_net(batch_norm=False)
-    # two half-batch mean losses summed: twice the whole-batch gradient when samples do not interact
-    assert reference_proxy("snip")(net, *batch, split_data=2) == pytest.approx(2 * reference_proxy("snip")(net, *batch), rel=1e-5)
+    whole = reference_proxy(name)(net, *batch)
+    assert reference_proxy(name)(net, *batch, split_data=2) == pytest.approx(whole, rel=1e-5)
+    assert reference_proxy(name)(net, *batch, split_data=3) == pytest.approx(whole, rel=1e-5)
 
 
 def test_known_values_on_a_linear_model():

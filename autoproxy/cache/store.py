@@ -2,7 +2,9 @@
 
 Why safetensors: no pickle (reading a cache can never run code), tensors are memory-mapped, and the
 header is plain JSON. Tensors are named ``node/{i}/{stat}`` and ``net/{stat}``; node names, kinds,
-scalars and float16 exponents live in the ``content`` metadata string (JSON, parsed as data only).
+scalars, float16 exponents and the statistics groups that could not be computed for the arch
+(``unavailable``: group -> reason; absent in entries written before it existed, which read as "all
+available") live in the ``content`` metadata string (JSON, parsed as data only).
 
 float16 storage: each tensor is scaled by a power of two 2**-e so that its largest finite magnitude
 lies in [2**14, 2**15) (far below float16's 65504: SynFlow gradients can reach 1e30) and ``e`` is
@@ -65,6 +67,7 @@ def encode_entry(key: str, stats: NetworkStatistics, dtype: str) -> bytes:
         "tensors": list(stats.tensors),
         "scalars": stats.scalars,
         "exponents": exponents,
+        "unavailable": stats.unavailable,
     }
     metadata = {"format": ENTRY_FORMAT, "content": json.dumps(content)}
     return safetensors.numpy.save(arrays, metadata=metadata)
@@ -118,6 +121,7 @@ def read_entry(path: Path, key: str) -> NetworkStatistics:
             nodes=nodes,
             tensors={stat: tensors[f"net/{stat}"] for stat in content["tensors"]},
             scalars={k: float(v) for k, v in content["scalars"].items()},
+            unavailable={str(group): str(reason) for group, reason in content.get("unavailable", {}).items()},
         )
     except CacheError:
         raise

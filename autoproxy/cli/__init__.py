@@ -55,6 +55,26 @@ class _Group(click.Group):
             sys.exit(2)
 
 
+class SpaceName(click.ParamType):
+    """A ``--space`` value, resolved as soon as the command line is read: a bad name or plug-in is one
+    line before any data is loaded, and the command passes the name on (workers resolve it again)."""
+
+    name = "space"
+
+    def convert(self, value, param, ctx) -> str:
+        from autoproxy.spaces import get_space
+
+        get_space(value)
+        return value
+
+
+#: The one ``--space`` option of every command that builds networks.
+space_option = click.option(
+    "--space", required=True, type=SpaceName(),
+    help="Search space: nb201, nb101, nb301, an installed plug-in (`autoproxy.spaces` entry point) or "
+         "module:attribute naming a SearchSpace.")
+
+
 @click.group(cls=_Group)
 @click.version_option(package_name="autoproxy")
 def main() -> None:

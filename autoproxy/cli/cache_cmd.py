@@ -6,7 +6,7 @@ import sys
 import click
 
 from autoproxy.cache.defaults import DEFAULT_DTYPE, DEFAULT_MAX_CHANNELS, DEFAULT_MAX_POSITIONS
-from autoproxy.cli import main
+from autoproxy.cli import main, space_option
 
 
 def _all_if_zero(value: int | None) -> int | None:
@@ -21,7 +21,7 @@ def cache() -> None:
 @cache.command("build")
 @click.option("--benchmark", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Ground-truth file (.json NAS-Bench-Suite-Zero or .csv).")
-@click.option("--space", required=True, help="Search space, e.g. nb201.")
+@space_option
 @click.option("--task", required=True, help="Task in the benchmark file, e.g. cifar10.")
 @click.option("--data", default=None,
               help="Images file (.npz) or named dataset (digits) for the minibatch; without it the inputs are noise.")

@@ -5,14 +5,14 @@ import json
 
 import click
 
-from autoproxy.cli import main
+from autoproxy.cli import main, space_option
 
 
 @main.command("evaluate")
 @click.option("--proxy", "proxy_name", required=True, help="Registry name (see `autoproxy list`) or proxy JSON file.")
 @click.option("--benchmark", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Ground-truth file (.json NAS-Bench-Suite-Zero or .csv).")
-@click.option("--space", required=True, help="Search space, e.g. nb201.")
+@space_option
 @click.option("--task", required=True, help="Task in the benchmark file, e.g. cifar10.")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Images file (.npz): the input size comes from it; without it, 3x32x32 noise.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from autoproxy.cli import main
+from autoproxy.cli import main, space_option
 
 
 @main.group("groundtruth")
@@ -13,7 +13,7 @@ def groundtruth() -> None:
 
 
 @groundtruth.command("train")
-@click.option("--space", required=True, help="Search space, e.g. nb201.")
+@space_option
 @click.option("--dataset", required=True,
               help="digits (scikit-learn's, no download), cifar10 (with --data-dir) or a path to an "
                    ".npz holding images and labels.")

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from autoproxy.errors import UnknownProxyError
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from autoproxy.nodes import LossFn
 
 
 class ProxyFn(Protocol):

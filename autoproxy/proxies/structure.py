@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from autoproxy.flops import count_flops
-from autoproxy.proxies.common import nodes
-from autoproxy.proxies.registry import LossFn, register
+from autoproxy.nodes import LossFn, flat_weight, nodes, require_nodes
+from autoproxy.proxies.registry import register
 
 
 @register("params")
@@ -19,10 +19,12 @@ def params(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn:
 def flops(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None, split_data: int = 1) -> float:
     """Multiply-accumulates of one sample in millions (:func:`autoproxy.flops.count_flops`):
     network scalar ``flops``."""
-    return count_flops(net, (1, *inputs.shape[1:]))
+    return count_flops(net, inputs.shape[1:])
 
 
 @register("l2_norm")
 def l2_norm(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn | None = None, split_data: int = 1) -> float:
-    """Sum of per-layer weight L2 norms: ``Σ_n sqrt(sum(weight ** 2))``."""
-    return float(sum(layer.weight.detach().norm() for layer in nodes(net)))
+    """Sum of per-node weight L2 norms (every weight matrix of a node): ``Σ_n sqrt(sum(weight ** 2))``."""
+    layers = nodes(net)
+    require_nodes(net, layers)
+    return sum(float(flat_weight(layer).detach().norm()) for layer in layers)
