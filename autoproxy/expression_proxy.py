@@ -34,8 +34,8 @@ def expression_score(tree: Sequence, net: nn.Module, inputs: torch.Tensor, targe
         warnings.warn(f"{type(net).__name__}: the expression is undefined, statistics group unavailable: {groups}",
                       stacklevel=2)
         return math.nan
-    packed = pack([stats])
-    del stats                      # the packed copy is all the evaluator reads: free the per-node tensors
+    packed = pack([stats], release=True)   # this call holds the only reference: never both copies
+    del stats
     value = float(Evaluator(packed, memo_bytes=0).values(tree)[0])
     if not math.isfinite(value):
         warnings.warn(f"{type(net).__name__}: the expression is undefined, its value is {value} (a statistic it "

@@ -30,6 +30,7 @@ The timm models need ``pip install torch==2.14.1 torchvision==0.29.1 timm`` (or 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import math
@@ -78,21 +79,6 @@ DIRECT_GROUPS: dict[str, str] = {
     "snip": "gradients", "grad_norm": "gradients", "plain": "gradients", "fisher": "gradients",
     "grasp": "hessian", "zico": "sub_batches", "synflow": "synflow", "jacov": "jacobian",
     "nwot": "kernels", "meco": "kernels", "params": "structure", "flops": "flops", "l2_norm": "structure",
-}
-# LOCAL MAPPING, used only where autoproxy.statistics has no STATISTIC_GROUPS table (older trees): the
-# same groups, key by key, so that a formula's groups come from primitives.leaves.statistics_read.
-LOCAL_GROUPS: dict[str, frozenset[str]] = {
-    "structure": frozenset({"weight", "params", "depth", "fan_in", "fan_out", "channels_out_total",
-                            "positions_out_total", "channels_in_total", "positions_in_total", "input_post_relu",
-                            "num_nodes"}),
-    "activations": frozenset({"act_out", "act_in"}),
-    "gradients": frozenset({"grad", "grad_act_out", "grad_act_in"}),
-    "hessian": frozenset({"hess_grad"}),
-    "sub_batches": frozenset({"grad_abs_mean", "grad_std"}),
-    "synflow": frozenset({"synflow_grad", "synflow_log_scale"}),
-    "jacobian": frozenset({"jacobian_corr", "jacobian_norm"}),
-    "kernels": frozenset({"relu_kernel", "act_kernel", "act_cov"}),
-    "flops": frozenset({"flops"}),
 }
 RATIO_TARGET = 1.3
 SMOKE = {"models": LOCAL_MODELS, "proxies": ("nwot", "snip", "f:snip", "d:digits_chosen"), "batch": 8, "size": 32}
@@ -185,13 +171,10 @@ def one_line(err: BaseException) -> str:
 
 def statistic_groups() -> tuple[dict[str, str], str]:
     """statistics key → group, and where the table came from."""
-    import autoproxy.statistics as statistics
+    from autoproxy.statistics import STATISTIC_GROUPS
 
-    table = getattr(statistics, "STATISTIC_GROUPS", None)
-    if isinstance(table, dict) and table:
-        return {key: group for group, keys in table.items() for key in keys}, "autoproxy.statistics.STATISTIC_GROUPS"
-    return ({key: group for group, keys in LOCAL_GROUPS.items() for key in keys},
-            "the LOCAL MAPPING in benchmarks/model_zoo.py (autoproxy.statistics has no STATISTIC_GROUPS)")
+    return ({key: group for group, keys in STATISTIC_GROUPS.items() for key in keys},
+            "autoproxy.statistics.STATISTIC_GROUPS")
 
 
 class Spec:
@@ -420,7 +403,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: figures per core)")
     parser.add_argument("--json", type=Path, help="write every measurement here (rewritten after each model)")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser.add_argument("--adaptive-malloc", action="store_true",
+                        help="keep glibc's adaptive mmap threshold (freed blocks under 32 MiB then stay in the heap, "
+                             "so RSS shows the allocator's history more than what a proxy holds)")
     return parser.parse_args(argv)
+
+
+def fixed_mmap_threshold(threshold: int = 64 << 10) -> str:
+    """Make glibc serve every block above ``threshold`` by mmap and return it on free (mallopt
+    M_MMAP_THRESHOLD), so that peak RSS measures what each proxy allocates rather than what earlier
+    frees left in the heap; the same setting for direct proxies and formulas."""
+    try:
+        applied = ctypes.CDLL("libc.so.6").mallopt(-3, threshold) == 1   # -3: M_MMAP_THRESHOLD
+    except OSError:
+        applied = False
+    return f"mmap threshold fixed at {threshold >> 10} KiB" if applied else "default (mallopt unavailable)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         print(INSTALL_HINT)
         return 2
     torch.set_num_threads(args.threads)
+    malloc_text = "glibc adaptive mmap threshold" if args.adaptive_malloc else fixed_mmap_threshold()
     specs, notes = proxy_specs([p for p in args.proxies.split(",") if p] or None)
     inputs, targets, input_text = make_batch(args.batch, args.size, args.seed, args.noise)
 
@@ -441,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
           f"timm {timm_version or 'not installed'}, {args.threads} torch thread(s), timeout {args.timeout:g} s")
     print(f"inputs: {input_text}; 10 classes; cross-entropy")
     print("memory: peak MiB = ru_maxrss of the forked child - its RSS just before the proxy (high-water mark reset "
-          "there); code MiB = library pages the child mapped meanwhile (a fork maps code lazily), included in peak")
+          "there); code MiB = library pages the child mapped meanwhile (a fork maps code lazily), included in peak; "
+          f"allocator: {malloc_text}")
     for note in notes:
         print(f"note: {note}")
     report: dict[str, Any] = {"torch": torch.__version__, "timm": timm_version, "inputs": input_text,

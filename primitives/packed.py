@@ -151,6 +151,11 @@ def _batch_size(stats: Sequence) -> int:
     return 1
 
 
+def _kept(numel: int, param_sample: int | None) -> int:
+    """Entries a node keeps of each param leaf (all, or the sketch's sample)."""
+    return numel if param_sample is None or numel <= param_sample else param_sample
+
+
 def _param_numel(node, param_names: list[str], where: str) -> int:
     """Entries of each param leaf of a node (the same for all of them; 0 when none is packed). A node
     of an arch that lacks some param leaf is sized by one it holds."""
@@ -168,12 +173,16 @@ def _or_nan(mapping: dict, key: str, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: int | None = None,
-         batch_sample: int | None = None, channel_sample: int | None = None, seed: int = 0) -> PackedStatistics:
+         batch_sample: int | None = None, channel_sample: int | None = None, seed: int = 0,
+         release: bool = False) -> PackedStatistics:
     """Pack a list of ``NetworkStatistics`` (one per arch, in order) for the evaluator.
 
     The ``*_sample`` sizes are the search-time sketches of the module docstring (``SEARCH_SKETCH``);
     ``None`` keeps everything (exact), as the final report needs. A leaf no arch holds is not packed;
-    one that some archs lack is packed with NaN there, and ``missing`` names those archs.
+    one that some archs lack is packed with NaN there, and ``missing`` names those archs. Param leaves
+    are copied into buffers allocated once; with ``release`` each node's param tensors are dropped from
+    ``stats`` as they are copied, so a caller holding the only reference (one model scored directly)
+    never holds both copies of a large network's per-weight statistics.
     """
     if not stats:
         raise CacheError("pack needs at least one architecture's statistics")
@@ -198,7 +207,10 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
 
     node_arch: list[int] = []
     node_scalars: dict[str, list[float]] = {n: [] for n in node_scalar_names}
-    params: dict[str, list[torch.Tensor]] = {n: [] for n in param_names}
+    kept_total = sum(_kept(_param_numel(node, param_names, f"arch #{arch} node {node.name!r}"), param_sample)
+                     for arch, net in enumerate(stats) for node in net.nodes)
+    params = {n: torch.empty(kept_total, dtype=torch.float32) for n in param_names}
+    offset = 0
     param_count: list[int] = []
     param_scale: list[float] = []
     kernels: dict[str, list[torch.Tensor]] = {n: [] for n in kernel_names}
@@ -218,12 +230,15 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
             index = None
             if param_sample is not None and numel > param_sample:
                 index = _sample_index(numel, param_sample, position, seed)
+            kept = _kept(numel, param_sample)
             for name in param_names:
                 flat = _or_nan(node.tensors, name, (numel,)).reshape(-1)
                 if flat.numel() != numel:
                     raise CacheError(f"{where}: {name!r} has {flat.numel()} entries, {param_names[0]!r} {numel}")
-                params[name].append(flat if index is None else flat[index])
-            kept = numel if index is None else len(index)
+                params[name][offset:offset + kept] = flat if index is None else flat[index]
+                if release:
+                    node.tensors.pop(name, None)
+            offset += kept
             param_count.append(kept)
             param_scale.append(numel / kept if kept else 1.0)
             for name in kernel_names:
@@ -264,7 +279,7 @@ def pack(stats: Sequence, device: str | torch.device = "cpu", *, param_sample: i
         node_scalars={n: f32(v) for n, v in node_scalars.items()},
         net_scalars={leaf.key: f32([float(s.scalars.get(leaf.key, float("nan"))) for s in stats])
                      for leaf in leaves_of(NetScalar) if leaf.name in held},
-        params={n: torch.cat(v).to(device, torch.float32) for n, v in params.items()},
+        params={n: v.to(device) for n, v in params.items()},
         param_seg=torch.repeat_interleave(torch.arange(num_nodes, dtype=torch.int32),
                                           torch.tensor(param_count)).to(device),
         param_count=f32(param_count), param_scale=f32(param_scale),
