@@ -1,6 +1,7 @@
-"""Reference proxies on the building blocks of modern networks (built here in torch, no timm): every
-proxy gives a finite value or NaN with a one-line warning, honours ``split_data``, lays activations out
-as (batch, channels, positions) and leaves the caller's model alone."""
+"""Reference proxies on the building blocks of modern networks (tests/model_blocks.py: plain torch, no
+timm, the blocks compute_statistics is tested on): every proxy gives a finite value or NaN with a
+one-line warning, honours ``split_data``, lays activations out as (batch, channels, positions) and leaves
+the caller's model alone."""
 from __future__ import annotations
 
 import copy
@@ -14,138 +15,29 @@ from torch import nn
 
 from autoproxy.errors import StatisticsError
 from autoproxy.proxies import reference_names, reference_proxy
+from model_blocks import (CLASSES, BatchNormAct2d, Conv1dNet, Conv3dNet, ConvNeXtBlock, MobileBlock, NormActNet,
+                          TokenMLP, VitBlock, mlp)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 PROXIES = reference_names()
 LOSS_PROXIES = ["fisher", "grad_norm", "grasp", "plain", "snip", "zico"]
-CLASSES = 5
 
 
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, channels // 2, 1)
-        self.act = nn.ReLU()
-        self.expand = nn.Conv2d(channels // 2, channels, 1)
-        self.gate = nn.Hardsigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
-
-
-def mobilenet_v3_block() -> nn.Module:
-    """Hardswish, depthwise conv and a hardsigmoid squeeze-excite (hardsigmoid: no double backward)."""
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.Hardswish(),
-        nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.Hardswish(),
-        SqueezeExcite(8), nn.Conv2d(8, 12, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, CLASSES))
-
-
-class Attention(nn.Module):
-    """timm's ``Attention``: one fused qkv Linear, functional matmuls, an output projection."""
-
-    def __init__(self, dim: int, heads: int = 2) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        attn = (q @ k.transpose(-2, -1) * (dim // self.heads) ** -0.5).softmax(-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(batch, tokens, dim))
-
-
-class VitBlock(nn.Module):
-    """Patch embedding, a pre-norm transformer block (timm-style attention or nn.MultiheadAttention),
-    a GELU MLP and a head on the mean token."""
-
-    def __init__(self, dim: int = 16, patch: int = 4, torch_attention: bool = False) -> None:
-        super().__init__()
-        self.embed = nn.Conv2d(3, dim, patch, stride=patch)
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, 2, batch_first=True) if torch_attention else Attention(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.head = nn.Linear(dim, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.embed(x).flatten(2).transpose(1, 2)
-        y = self.norm1(x)
-        x = x + (self.attn(y, y, y)[0] if isinstance(self.attn, nn.MultiheadAttention) else self.attn(y))
-        x = x + self.mlp(self.norm2(x))
-        return self.head(x.mean(1))
-
-
-class ConvNeXtBlock(nn.Module):
-    """dwconv → permute → LayerNorm → Linear → GELU → Linear → permute (Linear on channels-last maps)."""
-
-    def __init__(self, dim: int = 8) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, dim, 2, stride=2)
-        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
-        self.norm = nn.LayerNorm(dim)
-        self.pwconv1 = nn.Linear(dim, 4 * dim)
-        self.act = nn.GELU()
-        self.pwconv2 = nn.Linear(4 * dim, dim)
-        self.head = nn.Linear(dim, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        y = self.pwconv2(self.act(self.pwconv1(self.norm(self.dwconv(x).permute(0, 2, 3, 1)))))
-        return self.head((x + y.permute(0, 3, 1, 2)).mean((2, 3)))
-
-
-class BatchNormAct2d(nn.BatchNorm2d):
-    """timm's ``BatchNormAct2d``: a batch norm applying its activation in ``forward``."""
-
-    def __init__(self, channels: int, act: type[nn.Module] = nn.SiLU) -> None:
-        super().__init__(channels)
-        self.act = act()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(super().forward(x))
-
-
-def norm_act_net(fused: bool) -> nn.Module:
+def norm_act_net(*norm: nn.Module) -> nn.Module:
+    """The same weights whatever the norm (a norm or an activation draws no random numbers)."""
     torch.manual_seed(0)
-    norm = [BatchNormAct2d(6)] if fused else [nn.BatchNorm2d(6), nn.SiLU()]
-    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), *norm, nn.Conv2d(6, 4, 3, padding=1),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, CLASSES))
-
-
-def conv1d_3d_net() -> nn.Module:
-    """Conv3d and grouped Conv1d on a (B, C, D, H, W) input."""
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv3d = nn.Conv3d(3, 4, 3, padding=1)
-            self.act = nn.SiLU()
-            self.conv1d = nn.Conv1d(4, 8, 3, padding=1, groups=2)
-            self.head = nn.Linear(8, CLASSES)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.act(self.conv3d(x).flatten(2))
-            return self.head(self.conv1d(x).mean(2))
-
-    return Net()
-
-
-def mlp() -> nn.Module:
-    """Linear on (B, C) with SiLU."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 12), nn.SiLU(), nn.Linear(12, CLASSES))
+    return NormActNet(*norm)
 
 
 BUILDERS = {
-    "mobilenet_v3": (mobilenet_v3_block, (3, 8, 8)),
+    "mobilenet_v3": (MobileBlock, (3, 8, 8)),
     "vit": (VitBlock, (3, 8, 8)),
-    "vit_mha": (lambda: VitBlock(torch_attention=True), (3, 8, 8)),
+    "vit_mha": (lambda: VitBlock(attention="torch"), (3, 8, 8)),
     "convnext": (ConvNeXtBlock, (3, 8, 8)),
-    "norm_act": (lambda: norm_act_net(True), (3, 6, 6)),
-    "conv1d_3d": (conv1d_3d_net, (3, 3, 4, 4)),
+    "norm_act": (lambda: NormActNet(BatchNormAct2d(6)), (3, 6, 6)),
+    # Conv3d → SiLU, then a grouped Conv1d on the flattened (B, C, D·H·W) maps
+    "conv1d_3d": (lambda: Conv3dNet(3, 4, act=nn.SiLU, then=Conv1dNet(4, 8, groups=2, stem=False, padding=1)),
+                  (3, 3, 4, 4)),
     "mlp": (mlp, (3, 4, 4)),
 }
 WITHOUT_BATCH_NORM = ["vit", "vit_mha", "convnext", "conv1d_3d", "mlp"]
@@ -231,38 +123,15 @@ def test_bad_labels_and_losses_are_one_line(name):
         reference_proxy(name)(net, inputs, targets, loss_fn=nn.CrossEntropyLoss(reduction="none"))
 
 
-class TokenMLP(nn.Module):
-    """Linear on (B, T, C) tokens, or the same weights as 1x1 Conv1d on (B, C, T)."""
-
-    def __init__(self, conv: bool) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = conv
-        self.fc1, self.act, self.fc2 = nn.Linear(6, 10), nn.GELU(), nn.Linear(10, CLASSES)
-        if conv:
-            self.fc1, self.fc2 = self.as_conv(self.fc1), self.as_conv(self.fc2)
-
-    @staticmethod
-    def as_conv(linear: nn.Linear) -> nn.Conv1d:
-        conv = nn.Conv1d(linear.in_features, linear.out_features, 1)
-        with torch.no_grad():
-            conv.weight.copy_(linear.weight[:, :, None])
-            conv.bias.copy_(linear.bias)
-        return conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:   # x: (B, T, C)
-        if self.conv:
-            return self.fc2(self.act(self.fc1(x.transpose(1, 2)))).mean(2)
-        return self.fc2(self.act(self.fc1(x))).mean(1)
-
-
 def test_tokens_are_positions_as_for_a_conv1d():
     """A Linear over tokens and a 1x1 Conv1d with the same weights give every proxy the same value
     (fisher and meco treat the T tokens as positions, not as channels)."""
     generator = torch.Generator().manual_seed(0)
     inputs, targets = torch.randn(8, 7, 6, generator=generator), torch.randint(0, CLASSES, (8,), generator=generator)
     for name in ["fisher", "meco", "nwot", "snip", "grad_norm", "grasp", "zico", "jacov", "l2_norm", "synflow"]:
+        torch.manual_seed(0)
         linear = reference_proxy(name)(TokenMLP(conv=False), inputs, targets)
+        torch.manual_seed(0)                             # the same Linear weights, copied into the convs
         conv = reference_proxy(name)(TokenMLP(conv=True), inputs, targets)
         assert linear == pytest.approx(conv, rel=1e-4), name
 
@@ -328,7 +197,8 @@ def test_attention_node_holds_every_projection():
 def test_synflow_keeps_an_activation_fused_into_a_batch_norm():
     """Batch norm is bypassed, its fused SiLU is not: as a separate BatchNorm2d + SiLU."""
     inputs, targets = torch.randn(2, 3, 6, 6), torch.zeros(2, dtype=torch.long)
-    fused = reference_proxy("synflow")(norm_act_net(True), inputs, targets)
-    assert fused == pytest.approx(reference_proxy("synflow")(norm_act_net(False), inputs, targets), rel=1e-12)
-    without = nn.Sequential(*[m for m in norm_act_net(False) if not isinstance(m, (nn.BatchNorm2d, nn.SiLU))])
+    fused = reference_proxy("synflow")(norm_act_net(BatchNormAct2d(6)), inputs, targets)
+    separate = norm_act_net(nn.BatchNorm2d(6), nn.SiLU())
+    assert fused == pytest.approx(reference_proxy("synflow")(separate, inputs, targets), rel=1e-12)
+    without = norm_act_net()                             # neither the batch norm nor the SiLU
     assert fused != pytest.approx(reference_proxy("synflow")(without, inputs, targets), rel=1e-6)

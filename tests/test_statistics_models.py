@@ -1,6 +1,6 @@
-"""compute_statistics on the building blocks of real models (no timm: small torch blocks built here):
-every node found, every activation laid out as (batch, channels, positions), every group computed
-or recorded as unavailable with its reason."""
+"""compute_statistics on the building blocks of real models (tests/model_blocks.py: plain torch, no timm,
+the blocks the reference proxies are tested on): every node found, every activation laid out as
+(batch, channels, positions), every group computed or recorded as unavailable with its reason."""
 from __future__ import annotations
 
 import math
@@ -13,11 +13,12 @@ from torch.nn import functional as F
 
 from autoproxy.expression_proxy import expression_score
 from autoproxy.statistics import compute_statistics, relu_kernel, synflow_gradients
+from model_blocks import CLASSES, BatchNormAct2d, Conv1dNet, Conv3dNet, ConvNeXtBlock, MobileBlock, NormActNet, VitBlock
 from primitives.tree import parse
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
-BATCH, CLASSES = 8, 5
+BATCH = 8
 PARAM_KEYS = ("weight", "grad", "grad_abs_mean", "grad_std", "synflow_grad")
 
 
@@ -48,35 +49,6 @@ def assert_consistent(stats) -> None:
         assert tensors["relu_kernel"].shape == tensors["act_kernel"].shape == (BATCH, BATCH)
         channels = int(scalars["channels_out_total"])
         assert tensors["act_cov"].shape == (channels, channels)
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.reduce = nn.Conv2d(channels, 4, 1)
-        self.relu = nn.ReLU()
-        self.expand = nn.Conv2d(4, channels, 1)
-        self.gate = nn.Hardsigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.expand(self.relu(self.reduce(x.mean((2, 3), keepdim=True)))))
-
-
-class MobileBlock(nn.Module):
-    """MobileNetV3: conv → BN → Hardswish → depthwise conv → squeeze-excite (Hardsigmoid gate)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.act = nn.Hardswish()
-        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
-        self.se = SqueezeExcite(8)
-        self.head = nn.Linear(8, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.se(self.depthwise(self.act(self.bn(self.stem(x)))))
-        return self.head(x.mean((2, 3)))
 
 
 def test_hardswish_squeeze_excite_hessian_unavailable_the_rest_computed():
@@ -111,27 +83,9 @@ def test_depthwise_conv_weights_fans_and_activations():
     assert depthwise.tensors["act_in"].shape == depthwise.tensors["act_out"].shape == (BATCH, 8, 256)
 
 
-class PatchTokens(nn.Module):
-    """Patch embedding (Conv2d, stride = patch) → tokens → LayerNorm → MLP (GELU) → mean → head."""
-
-    def __init__(self, dim: int = 12) -> None:
-        super().__init__()
-        self.patch = nn.Conv2d(3, dim, 4, stride=4)
-        self.norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, 2 * dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(2 * dim, dim)
-        self.head = nn.Linear(dim, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch(x).flatten(2).transpose(1, 2)             # (B, 16, dim)
-        tokens = tokens + self.fc2(self.act(self.fc1(self.norm(tokens))))
-        return self.head(tokens.mean(1))
-
-
 def test_patch_embedding_and_layer_norm_tokens_as_channels_by_tokens():
-    stats = statistics_of(PatchTokens(), *images())
-    assert [node.name for node in stats.nodes] == ["patch", "fc1", "fc2", "head"]
+    stats = statistics_of(VitBlock(dim=12, attention=None), *images())   # tokens → LayerNorm → GELU MLP
+    assert [node.name for node in stats.nodes] == ["embed", "mlp.fc1", "mlp.fc2", "head"]
     assert_consistent(stats)
     patch, fc1, fc2, head = stats.nodes
     assert patch.tensors["act_out"].shape == (BATCH, 12, 16)
@@ -145,41 +99,9 @@ def test_patch_embedding_and_layer_norm_tokens_as_channels_by_tokens():
     torch.testing.assert_close(fc1.tensors["act_cov"], torch.cov(samples))
 
 
-class FusedQkvAttention(nn.Module):
-    """timm's Attention: one fused qkv Linear, functional matmuls and softmax, a projection."""
-
-    def __init__(self, dim: int = 12, heads: int = 2) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        attention = (q @ k.transpose(-2, -1) * (dim // self.heads) ** -0.5).softmax(-1)
-        return self.proj((attention @ v).transpose(1, 2).reshape(batch, tokens, dim))
-
-
-class TokenNet(nn.Module):
-    def __init__(self, attention: nn.Module, dim: int = 12) -> None:
-        super().__init__()
-        self.embed = nn.Linear(3, dim)
-        self.attention = attention
-        self.head = nn.Linear(dim, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.embed(x.flatten(2).transpose(1, 2))               # (B, H·W, dim)
-        if isinstance(self.attention, nn.MultiheadAttention):
-            mixed = self.attention(tokens, tokens, tokens, need_weights=False)[0]
-        else:
-            mixed = self.attention(tokens)
-        return self.head((tokens + mixed).mean(1))
-
-
 def test_fused_qkv_attention_nodes():
-    stats = statistics_of(TokenNet(FusedQkvAttention()), *images(size=4))
-    assert [node.name for node in stats.nodes] == ["embed", "attention.qkv", "attention.proj", "head"]
+    stats = statistics_of(VitBlock(dim=12, patch=1, mlp=False), *images(size=4))   # a token per pixel
+    assert [node.name for node in stats.nodes] == ["embed", "attn.qkv", "attn.proj", "head"]
     assert_consistent(stats)
     qkv = stats.nodes[1]
     assert qkv.tensors["act_out"].shape == (BATCH, 36, 16) and qkv.tensors["act_cov"].shape == (36, 36)
@@ -188,10 +110,8 @@ def test_fused_qkv_attention_nodes():
 
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_multihead_attention_is_one_node(batch_first):
-    attention = nn.MultiheadAttention(12, 2, batch_first=True)
-    if not batch_first:                      # the same weights, sequence-first layout
-        attention = SequenceFirst(attention)
-    stats = statistics_of(TokenNet(attention), *images(size=4))
+    attention = "torch" if batch_first else "torch_sequence_first"
+    stats = statistics_of(VitBlock(dim=12, patch=1, attention=attention, mlp=False), *images(size=4))
     names = [node.name for node in stats.nodes]
     node = stats.nodes[1]
     assert node.kind == "attention" and len(names) == 3
@@ -200,49 +120,15 @@ def test_multihead_attention_is_one_node(batch_first):
     assert_consistent(stats)
 
 
-class SequenceFirst(nn.Module):
-    """An nn.MultiheadAttention used with (T, B, E) tensors (batch_first=False)."""
-
-    def __init__(self, batch_first: nn.MultiheadAttention) -> None:
-        super().__init__()
-        self.mha = nn.MultiheadAttention(12, 2)
-        self.mha.load_state_dict(batch_first.state_dict())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.transpose(0, 1)
-        return self.mha(x, x, x, need_weights=False)[0].transpose(0, 1)
-
-
 def test_multihead_attention_layouts_agree():
     torch.manual_seed(3)
-    first = nn.MultiheadAttention(12, 2, batch_first=True)
-    net_a, net_b = TokenNet(first), TokenNet(SequenceFirst(first))
-    net_b.embed.load_state_dict(net_a.embed.state_dict())
-    net_b.head.load_state_dict(net_a.head.state_dict())
+    net_a = VitBlock(dim=12, patch=1, attention="torch", mlp=False)
+    net_b = VitBlock(dim=12, patch=1, attention="torch_sequence_first", mlp=False)
+    net_b.load_state_dict(net_a.state_dict())               # the same weights, sequence-first layout
     a = compute_statistics(net_a, *images(size=4), needs={"act_out", "act_in", "grad"})
     b = compute_statistics(net_b, *images(size=4), needs={"act_out", "act_in", "grad"})
     for key in ("act_out", "act_in", "grad"):
         torch.testing.assert_close(a.nodes[1].tensors[key], b.nodes[1].tensors[key], rtol=1e-5, atol=1e-6)
-
-
-class ConvNeXtBlock(nn.Module):
-    """dwconv → permute → LayerNorm → Linear → GELU → Linear → permute (channels-last Linear)."""
-
-    def __init__(self, dim: int = 8) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, dim, 2, stride=2)
-        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
-        self.norm = nn.LayerNorm(dim)
-        self.pwconv1 = nn.Linear(dim, 4 * dim)
-        self.act = nn.GELU()
-        self.pwconv2 = nn.Linear(4 * dim, dim)
-        self.head = nn.Linear(dim, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        y = self.dwconv(x).permute(0, 2, 3, 1)                           # (B, H, W, C)
-        y = self.pwconv2(self.act(self.pwconv1(self.norm(y)))).permute(0, 3, 1, 2)
-        return self.head((x + y).mean((2, 3)))
 
 
 def test_convnext_channels_last_linear():
@@ -256,29 +142,6 @@ def test_convnext_channels_last_linear():
     torch.testing.assert_close(pw1.tensors["act_in"], normalised, rtol=1e-4, atol=1e-5)
     assert pw2.scalars["input_post_relu"] == 1.0
     torch.testing.assert_close(pw2.tensors["relu_kernel"], relu_kernel(pw1.tensors["act_out"]))
-
-
-class Conv1dNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(3, 6, 3, padding=1)
-        self.relu = nn.ReLU()
-        self.conv2 = nn.Conv1d(6, 6, 3, groups=3)
-        self.head = nn.Linear(6, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.conv2(self.relu(self.conv(x))).mean(2))
-
-
-class Conv3dNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv3d(2, 4, 3, padding=1)
-        self.relu = nn.ReLU()
-        self.head = nn.Linear(4, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.relu(self.conv(x)).mean((2, 3, 4)))
 
 
 def test_conv1d_and_conv3d():
@@ -297,37 +160,14 @@ def test_conv1d_and_conv3d():
         assert all(torch.isfinite(node.tensors["hess_grad"]).all() for node in stats.nodes)
 
 
-class BatchNormAct(nn.BatchNorm2d):
-    """timm's BatchNormAct2d: a BatchNorm2d subclass applying its activation inside ``forward``."""
-
-    def __init__(self, channels: int, act: nn.Module) -> None:
-        super().__init__(channels)
-        self.act = act
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                     self.training, self.momentum, self.eps))
-
-
-class NormThen(nn.Module):
-    def __init__(self, norm: nn.Module) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.norm = norm
-        self.head = nn.Linear(4, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(self.conv(x)).mean((2, 3)))
-
-
 def test_synflow_keeps_an_activation_fused_into_batch_norm():
     torch.manual_seed(0)
-    fused = NormThen(BatchNormAct(4, nn.Hardtanh(0.0, 0.5)))
-    plain = NormThen(nn.Hardtanh(0.0, 0.5))
+    fused = NormActNet(BatchNormAct2d(4, nn.Hardtanh(0.0, 0.5)), channels=4, conv2=False)
+    plain = NormActNet(nn.Hardtanh(0.0, 0.5), channels=4, conv2=False)
     plain.conv.load_state_dict(fused.conv.state_dict())
     plain.head.load_state_dict(fused.head.state_dict())
     with torch.no_grad():
-        fused.norm.running_mean.fill_(3.0)           # a bypass must not depend on the running statistics
+        fused.norm[0].running_mean.fill_(3.0)           # a bypass must not depend on the running statistics
     expected = synflow_gradients(plain, (3, 8, 8))
     found = synflow_gradients(fused, (3, 8, 8))
     assert set(found) == {"conv", "head"}
