@@ -101,6 +101,8 @@ def test_standalone_module_equals_engine_on_reference_and_random_expressions(sta
         assert exported == engine or (math.isnan(exported) and math.isnan(engine)), name
     assert standalone.exported_snip(net, inputs, targets) == expression_score(reference_tree("snip"), net, inputs,
                                                                               targets)
+    assert standalone.exported_snip(net, inputs, targets, split_data=2) == expression_score(
+        reference_tree("snip"), net, inputs, targets, split_data=2)    # split_data reaches the statistics
     engine = Evaluator(pack([statistics]), memo_bytes=0)
     bundled = standalone.Evaluator(standalone.pack([statistics]), memo_bytes=0)
     covered = set()
