@@ -32,6 +32,7 @@ SPACE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nb101": "nb101",
         "nasbench301": "nb301",
         "nb301": "nb301",
+        "mbnet": "mbnet",  # autoproxy's own MobileNet/ResNet space (no Suite-Zero name)
     }
 )
 FAILURE_MARKER = -1e8

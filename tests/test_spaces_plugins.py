@@ -101,7 +101,7 @@ def test_readme_sequence_with_a_user_space(tmp_path, monkeypatch):
 
 def test_entry_point_spaces_are_listed_and_loaded(entry_points):
     entry_points(chain="user_space_example:ChainSpace", chain_object=USER_SPACE)
-    assert space_names() == ["chain", "chain_object", "nb101", "nb201", "nb301"]
+    assert space_names() == ["chain", "chain_object", "mbnet", "nb101", "nb201", "nb301"]
     for name in ("chain", "chain_object"):              # a class is instantiated, an instance used as is
         net = get_space(name).build("(3, 0, 5, 1)", num_classes=7, in_channels=1, width=4)
         assert net(torch.randn(2, 1, 8, 8)).shape == (2, 7)
@@ -109,7 +109,7 @@ def test_entry_point_spaces_are_listed_and_loaded(entry_points):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("nope", "unknown search space 'nope' (known: nb101, nb201, nb301; or module:attribute)"),
+    ("nope", "unknown search space 'nope' (known: mbnet, nb101, nb201, nb301; or module:attribute)"),
     ("os.path:join()", "unknown search space 'os.path:join()'"),     # not identifiers: never imported
     ("no_such_module:SPACE", "search space 'no_such_module:SPACE': cannot import: ModuleNotFoundError: "
                              "No module named 'no_such_module'"),

@@ -1,8 +1,9 @@
 """Caches the package knows how to make by itself, named in configs as ``builtin:NAME``.
 
-The embedded benchmark ``nb201-digits`` (300 NB201 cells trained on scikit-learn's digits, shipped as
-``autoproxy/data/nb201-digits.csv``) needs no download, so a first search runs anywhere: its cache is
-built on first use under ``$AUTOPROXY_CACHE_DIR`` (default ``./caches``) and reused afterwards.
+The embedded benchmarks ``nb201-digits`` (300 NB201 cells trained on scikit-learn's digits, shipped as
+``autoproxy/data/nb201-digits.csv``) and ``mbnet-digits`` (300 archs of the MobileNet/ResNet space
+``mbnet``, ``autoproxy/data/mbnet-digits.csv``) need no download, so a first search runs anywhere: their
+caches are built on first use under ``$AUTOPROXY_CACHE_DIR`` (default ``./caches``) and reused afterwards.
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ BUILTIN_PREFIX = "builtin:"
 CACHE_DIR_ENV = "AUTOPROXY_CACHE_DIR"
 _PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
 
-# The digits recipe matches how the ground truth was trained (autoproxy/data/nb201-digits.settings.json).
+# The digits recipes match how the ground truth was trained (autoproxy/data/<name>.settings.json).
 BUILTIN_RECIPES: dict[str, dict] = {
     "nb201-digits": dict(benchmark=_PACKAGE_DATA / "nb201-digits.csv", space="nb201", task="digits",
                          data="digits", width=8, depth=3, batch_size=64, seed=0),
+    "mbnet-digits": dict(benchmark=_PACKAGE_DATA / "mbnet-digits.csv", space="mbnet", task="digits",
+                         data="digits", batch_size=64, seed=0),  # the space's default width (stem 8)
 }
 
 

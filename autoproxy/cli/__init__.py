@@ -71,7 +71,7 @@ class SpaceName(click.ParamType):
 #: The one ``--space`` option of every command that builds networks.
 space_option = click.option(
     "--space", required=True, type=SpaceName(),
-    help="Search space: nb201, nb101, nb301, an installed plug-in (`autoproxy.spaces` entry point) or "
+    help="Search space: nb201, nb101, nb301, mbnet, an installed plug-in (`autoproxy.spaces` entry point) or "
          "module:attribute naming a SearchSpace.")
 
 

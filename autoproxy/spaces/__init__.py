@@ -1,6 +1,6 @@
 """Search spaces: an arch key (the benchmark files' encoding) → a ``torch.nn.Module``.
 
-``get_space(name)`` knows the built-in spaces (nb201, nb101, nb301), the spaces other packages
+``get_space(name)`` knows the built-in spaces (nb201, nb101, nb301, mbnet), the spaces other packages
 declare in the ``autoproxy.spaces`` entry-point group, and ``module:attribute`` references; every
 command that takes ``--space`` takes all three. A space is any object with the members of the
 ``SearchSpace`` protocol below.
@@ -92,11 +92,12 @@ def parse_int_tuple(key: str | Sequence[int], length: int, space: str) -> tuple[
 
 def _built_in() -> dict[str, Callable[[], SearchSpace]]:
     """The spaces shipped with autoproxy, by name (imported on demand: they import torch)."""
+    from autoproxy.spaces.mobilenet import MBNetSpace
     from autoproxy.spaces.nb101 import NB101Space
     from autoproxy.spaces.nb201 import NB201Space
     from autoproxy.spaces.nb301 import NB301Space
 
-    return {"nb101": NB101Space, "nb201": NB201Space, "nb301": NB301Space}
+    return {"nb101": NB101Space, "nb201": NB201Space, "nb301": NB301Space, "mbnet": MBNetSpace}
 
 
 def space_names() -> list[str]:
@@ -109,7 +110,7 @@ def space_names() -> list[str]:
 
 @cache
 def get_space(name: str) -> SearchSpace:
-    """The search space called ``name``: a built-in ("nb201", "nb101", "nb301"), an ``autoproxy.spaces``
+    """The search space called ``name``: a built-in ("nb201", "nb101", "nb301", "mbnet"), an ``autoproxy.spaces``
     entry point, or ``module:attribute``. A plug-in is loaded once per process (cached) and checked:
     whatever it raises or returns that is not a network is one ``InvalidArchError`` line."""
     from autoproxy.spaces.plugins import load_plugin_space
