@@ -1,8 +1,13 @@
-"""Seconds and bytes of ``compute_statistics`` per NAS-Bench-201 arch, next to NASLib's CPU time.
+"""Seconds and bytes of ``compute_statistics`` per NAS-Bench-201 arch, next to proxies computed one by one.
 
-NASLib's time is the sum of the 12 proxies' ``time`` fields of the shared Suite-Zero file (the same
-arch, all proxies, one by one). Runs single-threaded: the figure is per core. CPU seconds are shown
-next to wall seconds because on a shared machine the wall clock also counts waiting for a core.
+Two references. NASLib's time is the sum of the 12 proxies' ``time`` fields of the shared Suite-Zero
+file (the same arch, all proxies, one by one, on NASLib's machine). The project's own reference proxies
+(``autoproxy.proxies``: each a zero-cost-nas-style function with its own deep copy and passes, as
+NASLib runs them) are also timed one by one here, on the same arch, batch and weights, so that
+``ratio_all_statistics_vs_proxies_one_by_one`` (median seconds of all statistics at once over the median
+summed seconds of every proxy) is measured in one run on one machine and needs no figure from
+elsewhere. Runs single-threaded: the figure is per core. CPU seconds are shown next to wall seconds
+because on a shared machine the wall clock also counts waiting for a core.
 
     python benchmarks/statistics_speed.py [--quick] [--archs N] [--batch-size 64]
     python benchmarks/statistics_speed.py --smoke      # one arch at batch 8, for CI
@@ -19,6 +24,7 @@ import torch
 from _smoke import SMOKE_HELP, TINY_NET
 from autoproxy.benchmark import load_benchmark
 from autoproxy.data import load_minibatch
+from autoproxy.proxies import reference_names, reference_proxy
 from autoproxy.settings import shared_path
 from autoproxy.spaces import get_space
 from autoproxy.statistics import NetworkStatistics, compute_statistics
@@ -42,6 +48,17 @@ def statistics_bytes(result: NetworkStatistics, max_channels: int | None = None,
     return 4 * total
 
 
+def proxies_one_by_one(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Summed wall seconds of every reference proxy run alone on ``model``: what computing them
+    separately costs, each repeating the forward and backward passes the statistics share."""
+    total = 0.0
+    for name in reference_names():
+        start = time.perf_counter()
+        reference_proxy(name)(model, inputs, targets)
+        total += time.perf_counter() - start
+    return total
+
+
 @click.command()
 @click.option("--quick", is_flag=True, help="3 archs (under a minute)")
 @click.option("--archs", default=20, show_default=True, help="archs timed (seeded sample)")
@@ -58,7 +75,7 @@ def main(quick: bool, archs: int, batch_size: int, seed: int, smoke: bool) -> No
     space = get_space("nb201")
     compute_statistics(space.build(chosen[0].key, num_classes=num_classes), inputs, targets)  # warm-up
 
-    seconds, cpu_seconds, sizes, sketched = [], [], [], []
+    seconds, cpu_seconds, sizes, sketched, one_by_one = [], [], [], [], []
     for record in chosen:
         torch.manual_seed(seed)
         model = space.build(record.key, num_classes=num_classes)
@@ -68,7 +85,9 @@ def main(quick: bool, archs: int, batch_size: int, seed: int, smoke: bool) -> No
         cpu_seconds.append(time.process_time() - cpu_start)
         sizes.append(statistics_bytes(result))
         sketched.append(statistics_bytes(result, **EXAMPLE_SKETCH))
-        print(f"{record.key}: {seconds[-1]:.2f} s ({cpu_seconds[-1]:.2f} s CPU), {sizes[-1] / 2**20:.1f} MiB", flush=True)
+        one_by_one.append(proxies_one_by_one(model, inputs, targets))
+        print(f"{record.key}: {seconds[-1]:.2f} s ({cpu_seconds[-1]:.2f} s CPU), {sizes[-1] / 2**20:.1f} MiB; "
+              f"{len(reference_names())} proxies one by one {one_by_one[-1]:.2f} s", flush=True)
 
     naslib = [sum(record.times.values()) for record in chosen if record.times]
     median = stats_lib.median(seconds)
@@ -77,6 +96,9 @@ def main(quick: bool, archs: int, batch_size: int, seed: int, smoke: bool) -> No
     if naslib:
         naslib_median = stats_lib.median(naslib)
         print(f"NASLib 12 proxies median={naslib_median:.3f} s  ratio ours/NASLib={median / naslib_median:.3f}")
+    proxies_median = stats_lib.median(one_by_one)
+    print(f"reference proxies one by one ({', '.join(reference_names())}): median={proxies_median:.3f} s  "
+          f"ratio_all_statistics_vs_proxies_one_by_one={median / proxies_median:.3f}")
     print(f"bytes with sketch {EXAMPLE_SKETCH}: median={int(stats_lib.median(sketched))}")
     print(f"s_per_arch={median:.3f} bytes_per_arch={int(stats_lib.median(sizes))}")
 

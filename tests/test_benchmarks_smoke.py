@@ -53,7 +53,14 @@ SMOKE_RUNS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {
                                   r"evaluations_per_s: first quarter .*, last quarter .*",
                                   r"journal bytes per formula: \d+; rescored for behaviour: \d+",
                                   r"wrote soak/soak.csv and soak/soak.png"),
-    ("statistics_speed", ()): (r"archs=1 batch=8 median=.*", r"s_per_arch=[\d.]+ bytes_per_arch=\d+"),
+    ("statistics_profile", ()): (r"statistics profile: nb201, 1 archs, batch 8, .*",
+                                 rf"  forward \+ hooks +{NUMBER} +{NUMBER}% +{NUMBER} +{NUMBER}  -",
+                                 rf"  Hessian-gradient +{NUMBER} +{NUMBER}% +{NUMBER} +{NUMBER}  loss backward, .*",
+                                 rf"  file write \+ sha256 +{NUMBER} .*",
+                                 rf"total: {NUMBER} s summed over the rows .*: {NUMBER} s, peak {NUMBER} MiB"),
+    ("statistics_speed", ()): (r"archs=1 batch=8 median=.*", r"s_per_arch=[\d.]+ bytes_per_arch=\d+",
+                               rf"reference proxies one by one \(.*\): median={NUMBER} s  "
+                               rf"ratio_all_statistics_vs_proxies_one_by_one={NUMBER}"),
 }
 
 
