@@ -48,6 +48,8 @@ SMOKE_RUNS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {
                              rf"  test spearman {NUMBER}  kendall {NUMBER}",
                              rf"  nwot on the same test split: spearman {NUMBER}  kendall {NUMBER}",
                              rf"  transfer nb201-cifar10-tiny: spearman {NUMBER}"),
+    ("split_baselines", ()): (r"nb201-digits: test split of \d+ archs \(seed 0\), cache .*",
+                              rf"params +{NUMBER} +{NUMBER}", rf"nwot +{NUMBER} +{NUMBER}"),
     ("soak", ("--out", "soak")): (r"soak: nb201-digits, \d+ generations \(time budget\)", r"\d+ generations in .* h",
                                   r"driver_rss_mb: .* MB after .* h, .* MB/h, 24 h: .*",
                                   r"evaluations_per_s: first quarter .*, last quarter .*",
