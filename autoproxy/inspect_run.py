@@ -105,17 +105,14 @@ def read_candidates(directory: Path) -> list[Candidate]:
 
 
 def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
-    """Formulas that no simpler (or equally complex) formula beats on train fitness, simplest first."""
+    """Formulas that no simpler (or equally complex) formula beats on train fitness, simplest first
+    (the search's own front, ``search.front.pareto_front``)."""
     from search.expressions import complexity, parse
+    from search.front import pareto_front as front_of
 
     for candidate in candidates:
         candidate.complexity = complexity(parse(candidate.expression))
-    front, best = [], -np.inf
-    for candidate in sorted(candidates, key=lambda c: (c.complexity, -c.train_fitness, c.index)):
-        if candidate.train_fitness > best:
-            front.append(candidate)
-            best = candidate.train_fitness
-    return front
+    return front_of(candidates, lambda c: c.complexity, lambda c: c.train_fitness, lambda c: c.index)
 
 
 def _split_scores(tree: Any, task: Task, split: str) -> tuple[np.ndarray, int] | None:
@@ -162,11 +159,17 @@ def _journal_candidate(expression: str, candidates: list[Candidate], directory: 
     raise RunError(f"{directory}: result.json chose {expression!r}, which its evaluation journal lacks")
 
 
-def _chosen_note(chosen: dict[str, Any], row: Row) -> str:
-    """What the chosen mark means, with result.json's validation fitness and where the row is shown."""
-    validation = chosen.get("validation_fitness")
+def _chosen_note(result: dict[str, Any], row: Row) -> str:
+    """What the chosen mark means, with result.json's validation fitness, the choice's figures (runs
+    that chose by the one-standard-error rule) and where the row is shown."""
+    validation = result["chosen"].get("validation_fitness")
     where = "not on the Pareto front, shown after it" if row.number is None else f"Pareto-front row {row.number}"
-    return f"chosen on validation (result.json; validation fitness {_number(validation)}), {where}"
+    choice = result.get("choice")
+    rule = ("" if choice is None else f"; the simplest within one paired standard error of the best "
+            f"{_number(choice['best_validation'])}: gap {choice['gap']:.3f} < {choice['gap_standard_error']:.3f}")
+    if choice is not None and choice["gap"] == 0:
+        rule = "; the best on validation (no simpler member within one paired standard error)"
+    return f"chosen on validation (result.json; validation fitness {_number(validation)}{rule}), {where}"
 
 
 def inspect_run(directory: str | Path) -> RunReport:
@@ -174,7 +177,8 @@ def inspect_run(directory: str | Path) -> RunReport:
     from primitives.symbolic import simplified_latex, simplified_text
     from search.expressions import parse
     from search.store import RunStore
-    from search.tasks import load_task
+    from search.config import config_from_dict
+    from search.tasks import load_tasks
 
     directory = Path(directory)
     store = RunStore(directory)
@@ -183,8 +187,8 @@ def inspect_run(directory: str | Path) -> RunReport:
     config = _reading(store.config_path, store.read_config_dict)
     log = store.read_log()
     candidates = read_candidates(directory)
-    tasks = [load_task(path, index, tuple(config["split_fractions"]), config["seed"])
-             for index, path in enumerate(config["caches"])]
+    tasks = load_tasks(config["caches"], tuple(config["split_fractions"]),
+                       config_from_dict(config, str(store.config_path)).splits_seed)
 
     def row(number: int | None, candidate: Candidate) -> Row:
         tree = parse(candidate.expression)
@@ -200,7 +204,7 @@ def inspect_run(directory: str | Path) -> RunReport:
         return RunReport(directory, config, log, candidates, rows, None, note)
     candidate = _journal_candidate(chosen_record["expression"], candidates, directory)
     chosen = next((r for r in rows if r.candidate is candidate), None) or row(None, candidate)
-    return RunReport(directory, config, log, candidates, rows, chosen, _chosen_note(chosen_record, chosen))
+    return RunReport(directory, config, log, candidates, rows, chosen, _chosen_note(result, chosen))
 
 
 # ---------------------------------------------------------------- text

@@ -394,7 +394,7 @@ def _network_statistics(model: nn.Module, passes: _Passes, groups: _Groups, synf
     if "jacobian" in groups:
         jacobian = torch.cat(passes.jacobians)
         if groups.emits("jacobian_corr", "jacobian"):
-            tensors["jacobian_corr"] = torch.corrcoef(jacobian.double()).float()
+            tensors["jacobian_corr"] = torch.corrcoef(jacobian.double()).float().cpu()
         if groups.emits("jacobian_norm", "jacobian"):
             scalars["jacobian_norm"] = float(jacobian.norm()) / jacobian.shape[0]
     if synflow is not None and groups.emits("synflow_log_scale", "synflow"):
@@ -426,7 +426,7 @@ def channel_covariance(act_out: torch.Tensor) -> torch.Tensor:
     channels = act_out.shape[1]
     samples = act_out.transpose(0, 1).reshape(channels, -1)
     if samples.shape[1] < 2:
-        return torch.zeros(channels, channels)
+        return torch.zeros(channels, channels, device=act_out.device)
     return torch.cov(samples)
 
 
@@ -449,7 +449,8 @@ def synflow_gradients(model: nn.Module, input_shape: torch.Size | tuple[int, ...
     names = {module: name for name, module in net.named_modules()}
     found = {names[module]: module for module in nodes(net)}
     weights = [weight.requires_grad_(True) for module in found.values() for weight in node_weights(module)]
-    output = logits(net(torch.ones(1, *input_shape, dtype=torch.float64)))
+    device = next((tensor.device for tensor in net.state_dict().values()), torch.device("cpu"))
+    output = logits(net(torch.ones(1, *input_shape, dtype=torch.float64, device=device)))
     grads = _grads(output.sum(), weights)
     result, start = {}, 0
     for name, module in found.items():
@@ -464,8 +465,9 @@ def _make_identity(norm: nn.Module) -> None:
     norm.eval()
     norm.eps = 0.0
     with torch.no_grad():
-        norm.running_mean = torch.zeros(norm.num_features, dtype=torch.float64)
-        norm.running_var = torch.ones(norm.num_features, dtype=torch.float64)
+        device = norm.weight.device if norm.weight is not None else None
+        norm.running_mean = torch.zeros(norm.num_features, dtype=torch.float64, device=device)
+        norm.running_var = torch.ones(norm.num_features, dtype=torch.float64, device=device)
         if norm.weight is not None:
             norm.weight.fill_(1.0)
         if norm.bias is not None:
@@ -484,7 +486,7 @@ def _scaled_synflow_gradients(
     raw = synflow_gradients(model, input_shape)
     largest = max((float(g.abs().max()) for g in raw.values() if g.numel()), default=0.0)
     exponent = math.frexp(largest)[1] - 1 if largest > 0 and math.isfinite(largest) else 0
-    scaled = {name: torch.ldexp(g, torch.tensor(-exponent, dtype=torch.float64)).float() for name, g in raw.items()}
+    scaled = {name: torch.ldexp(g, torch.tensor(-exponent, dtype=torch.float64, device=g.device)).float() for name, g in raw.items()}
     return scaled, exponent * math.log(2.0)
 
 
@@ -516,7 +518,7 @@ def _hessian_gradient(weights: list[nn.Parameter], g: list[torch.Tensor],
     (the whole batch's loss, or one chunk's share of it)."""
     connected = [(fixed, grad) for fixed, grad in zip(g, grads) if grad.requires_grad]
     if not connected:
-        return [torch.zeros(weight.shape) for weight in weights]
+        return [torch.zeros_like(weight) for weight in weights]
     z = sum((fixed.detach() * grad).sum() for fixed, grad in connected)
     return [h.detach() for h in _grads(z, weights)]
 
@@ -589,4 +591,5 @@ def _flops(model: nn.Module, input_shape: torch.Size | tuple[int, ...]) -> tuple
 
 
 def _as_float32(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().float().contiguous() for name, tensor in tensors.items()}
+    """Statistics are float32 on the CPU whatever device the network ran on."""
+    return {name: tensor.detach().float().cpu().contiguous() for name, tensor in tensors.items()}

@@ -15,7 +15,7 @@ TINY_NET: dict[str, int] = {"batch_size": 8, "width": 4, "depth": 1, "sub_batche
 # search config changes for a search of a few seconds on a SMOKE_ARCHS-arch cache (train split: 4 archs);
 # smoke searches also run serially, since starting Ray alone takes longer than the whole search
 SMOKE_SEARCH: dict[str, Any] = {
-    "population": 8, "generations": 2, "elites": 1, "hall_of_fame": 5, "subsets": 2, "subset_size": 4,
+    "population": 8, "generations": 2, "elites": 1, "subsets": 2, "subset_size": 4,
     "split_fractions": [0.5, 0.25, 0.25], "diversity_probe": 4, "max_height": 6, "max_size": 20,
     "init_max_depth": 3, "stability_inits": 1, "stability_batches": 1,
 }

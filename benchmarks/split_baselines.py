@@ -22,9 +22,9 @@ BASELINES = {"params": "net_params", "flops": "net_flops", "depth (num_nodes)": 
 
 def report(cache: str, config_name: str) -> None:
     config = load_config(config_name)
-    task = load_task(cache, 0, config.split_fractions, config.seed)
+    task = load_task(cache, 0, config.split_fractions, config.splits_seed)
     scorer, accuracy = task.scorer("test"), task.accuracy_of("test")
-    print(f"{config_name}: test split of {len(accuracy)} archs (seed {config.seed}), cache {cache}")
+    print(f"{config_name}: test split of {len(accuracy)} archs (split seed {config.splits_seed}), cache {cache}")
     print(f"{'proxy':22s} {'spearman':>9s} {'kendall':>9s}")
     for name, text in {**BASELINES, **expressions.reference_expressions()}.items():
         rho, tau = correlations(text, scorer, accuracy)

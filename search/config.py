@@ -29,11 +29,14 @@ class SearchConfig:
 
     name: str = "custom"
     caches: tuple[str, ...] = ()
+    transfer_caches: tuple[str, ...] = ()   # reported on by the final report, never searched on
     # fitness
     metric: str = "kendall"
     task_aggregate: str = "mean"
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    subsets: int = 4
+    split_seed: int | None = None    # seeds the train/validation/test split; None: ``seed`` (so that runs
+                                     # of several seeds can share one split and their test figures compare)
+    subsets: int = 0                 # 0: Kendall/Spearman on the whole train split; K: mean over K subsets (EZNAS)
     subset_size: int = 20
     subset_schedule: str = "run"
     sketch: bool = True              # train fitness on search-time sketches (primitives.packed.SEARCH_SKETCH)
@@ -44,7 +47,6 @@ class SearchConfig:
     generations: int | None = 50
     time_budget_s: float | None = None
     elites: int = 2
-    hall_of_fame: int = 20
     crossover_prob: float = 0.5
     mutation_prob: float = 0.4
     mutation_weights: dict[str, float] = field(
@@ -56,6 +58,7 @@ class SearchConfig:
     selection: str = "double_tournament"
     tournament_size: int = 5
     parsimony_size: float = 1.4
+    parsimony_coefficient: float = 0.0   # selection fitness loses this much per unit of complexity
     seed_reference: bool = True
     diversity_threshold: float = 0.99
     diversity_penalty: float = 0.5
@@ -70,6 +73,11 @@ class SearchConfig:
     workers: int | None = None
     ray_address: str | None = None
     object_store_mb: int = 512
+
+    @property
+    def splits_seed(self) -> int:
+        """The seed of the train/validation/test split."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -95,10 +103,11 @@ def config_from_dict(data: dict[str, Any], source: str) -> SearchConfig:
     unknown = sorted(set(data) - set(known))
     _check(not unknown, source, ", ".join(unknown), "is not a config key")
     values = dict(data)
-    if "caches" in values:
-        _check(isinstance(values["caches"], (list, tuple)) and all(isinstance(c, str) for c in values["caches"]),
-               source, "caches", "must be a list of cache directories")
-        values["caches"] = tuple(values["caches"])
+    for key in ("caches", "transfer_caches"):
+        if key in values:
+            _check(isinstance(values[key], (list, tuple)) and all(isinstance(c, str) for c in values[key]),
+                   source, key, "must be a list of cache directories")
+            values[key] = tuple(values[key])
     if "split_fractions" in values:
         fractions = values["split_fractions"]
         _check(isinstance(fractions, (list, tuple)) and len(fractions) == 3
@@ -109,7 +118,9 @@ def config_from_dict(data: dict[str, Any], source: str) -> SearchConfig:
     config = SearchConfig(**values)
     for key, choices in _CHOICES.items():
         _check(getattr(config, key) in choices, source, key, f"must be one of {', '.join(choices)}")
-    for key in ("subsets", "subset_size", "population", "hall_of_fame", "tournament_size",
+    _check(isinstance(config.subsets, int) and not isinstance(config.subsets, bool) and config.subsets >= 0,
+           source, "subsets", "must be a non-negative integer (0: the whole train split)")
+    for key in ("subset_size", "population", "tournament_size",
                 "init_min_depth", "max_height", "max_size", "diversity_probe", "object_store_mb"):
         value = getattr(config, key)
         _check(isinstance(value, int) and not isinstance(value, bool) and value >= 1, source, key,
@@ -124,7 +135,7 @@ def config_from_dict(data: dict[str, Any], source: str) -> SearchConfig:
     _check(config.time_budget_s is None or config.time_budget_s > 0, source, "time_budget_s", "must be positive")
     _check(config.generations is not None or config.time_budget_s is not None, source, "generations",
            "and time_budget_s cannot both be null (the run would never stop)")
-    for key in ("crossover_prob", "mutation_prob", "diversity_threshold", "params_threshold"):
+    for key in ("crossover_prob", "mutation_prob", "diversity_threshold", "params_threshold", "parsimony_coefficient"):
         value = getattr(config, key)
         _check(isinstance(value, (int, float)) and 0.0 <= value <= 1.0, source, key, "must be in [0, 1]")
     _check(config.parsimony_size >= 1.0 and config.parsimony_size <= 2.0, source, "parsimony_size",
@@ -136,6 +147,8 @@ def config_from_dict(data: dict[str, Any], source: str) -> SearchConfig:
     _check(config.workers is None or (isinstance(config.workers, int) and config.workers >= 1), source, "workers",
            "must be a positive integer or null")
     _check(isinstance(config.seed, int), source, "seed", "must be an integer")
+    _check(config.split_seed is None or isinstance(config.split_seed, int), source, "split_seed",
+           "must be an integer or null")
     for key in ("stability_inits", "stability_batches"):
         value = getattr(config, key)
         _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, source, key,

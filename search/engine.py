@@ -29,12 +29,15 @@ from search.diversity import behaviour, near_duplicates, probe_positions
 from search.executor import Executor
 from search.fitness_cache import FitnessCache
 from search.fitness import aggregate, draw_subsets, kendall_tau, spearman_rho, subset_fitness
+from search.front import CHOICE_RULE, choose, pareto_front
 from search.stability_report import stability_report
 from search.store import RunStore, rng_state_from_json, rng_state_to_json
-from search.tasks import Task
+from search.tasks import Task, load_transfer
 from search.toolbox import Variation, individual_class, parent_selector, survivors
 
 INVALID_FITNESS = -2.0  # below any correlation; a JSON-safe stand-in for -inf
+_PUBLIC_FIELDS = ("key", "expression", "simplified", "complexity", "train_fitness", "validation_fitness",
+                  "validation_per_task", "generation")
 _KEY_MEMO_LIMIT = 200_000
 
 
@@ -57,7 +60,7 @@ class Engine:
         self.statuses: Counter[str] = Counter()
         self.behaviour: dict[str, list | None] = {}   # of the living population (and offspring)
         self.rescored = 0
-        self.hall: list[dict[str, Any]] = []
+        self.best_by_complexity: dict[int, dict[str, Any]] = {}   # the hall of fame: best train fitness per complexity
         self.population: list[Any] = []
         self.generation = -1
         self.elapsed_before = 0.0
@@ -82,6 +85,12 @@ class Engine:
                 self._keys.clear()
             self._keys[text] = expressions.algebraic_key(individual)
         return self._keys[text]
+
+    def _identify(self, individual: Any) -> Any:
+        """Attach the canonical key and the complexity (selection's parsimony pressure reads it)."""
+        individual.key = self._key(individual)
+        individual.complexity = expressions.complexity(individual)
+        return individual
 
     def _make(self, text: str) -> Any:
         return self.individual(expressions.parse(text))
@@ -135,13 +144,9 @@ class Engine:
         self.rescored = state["rescored"]
         self.elapsed_before = state["elapsed_s"]
         self._clock = time.monotonic()
-        self.hall = state["hall_of_fame"]
+        self.best_by_complexity = {entry["complexity"]: entry for entry in state["hall_of_fame"]}
         self._rng_state = rng_state_from_json(state["python_random"])
-        self.population = []
-        for member in state["population"]:
-            individual = self._make(member["expression"])
-            individual.key = member["key"]
-            self.population.append(individual)
+        self.population = [self._identify(self._make(member["expression"])) for member in state["population"]]
         self._apply_fitness(self.population)
         self.store.truncate_log(self.generation)
 
@@ -181,6 +186,8 @@ class Engine:
 
     # ---------------------------------------------------------------- judging
     def _subsets(self, task: int, generation: int) -> np.ndarray:
+        if self.config.subsets == 0:   # the whole train split, one "subset"
+            return np.arange(len(self.tasks[task].splits.train))[None, :]
         draw = generation if self.config.subset_schedule == "generation" else 0
         return draw_subsets(len(self.tasks[task].splits.train), self.config.subsets, self.config.subset_size,
                             self.config.seed, task, draw)
@@ -211,7 +218,7 @@ class Engine:
         fresh: dict[str, Any] = {}
         lost: dict[str, Any] = {}
         for individual in individuals:
-            key = individual.key = self._key(individual)
+            key = self._identify(individual).key
             known = self.fitness.get(key)
             if known is None:
                 fresh.setdefault(key, individual)
@@ -225,7 +232,8 @@ class Engine:
         for (key, individual), outcome in zip(fresh.items(), outcomes):
             fitness, status, shape = self._judge(outcome, generation)
             record = {"index": len(self.fitness), "key": key, "expression": expressions.to_text(individual),
-                      "fitness": fitness, "status": status, "size": len(individual), "generation": generation}
+                      "fitness": fitness, "status": status, "size": len(individual),
+                      "complexity": individual.complexity, "generation": generation}
             self.fitness.add(key, fitness)
             self.statuses[status] += 1
             self.behaviour[key] = shape
@@ -235,21 +243,23 @@ class Engine:
         self.rescored += len(lost)
 
     def _apply_fitness(self, individuals: Sequence[Any]) -> None:
-        """Selection fitness = train fitness, minus the diversity penalty for near-duplicate behaviour."""
+        """Selection fitness = train fitness, minus the diversity penalty for near-duplicate behaviour,
+        minus ``parsimony_coefficient`` per unit of complexity (PySR's and gplearn's bloat control)."""
         raw = [self.fitness.get(individual.key) for individual in individuals]
         shapes = [self.behaviour[individual.key] for individual in individuals]
         duplicate = near_duplicates(raw, shapes, self.config.diversity_threshold)
         for individual, value, penalised in zip(individuals, raw, duplicate):
-            value -= self.config.diversity_penalty * penalised
+            value -= self.config.diversity_penalty * penalised + self.config.parsimony_coefficient * individual.complexity
             individual.fitness.values = (value, len(individual)) if self.config.selection == "nsga2" else (value,)
 
     # ---------------------------------------------------------------- hall of fame and reports
-    def _split_correlations(self, expression: str, split: str) -> list[tuple[float, float]] | None:
-        """(Kendall, Spearman) per task on a whole split (archs where the formula is undefined rank last);
-        None if it is undefined or constant on a whole task."""
+    def _split_correlations(self, expression: str, split: str,
+                            tasks: Sequence[Task] | None = None) -> list[tuple[float, float]] | None:
+        """(Kendall, Spearman) per task (the run's by default) on a whole split (archs where the formula
+        is undefined rank last); None if it is undefined or constant on a whole task."""
         tree = expressions.parse(expression)
         values = []
-        for task in self.tasks:
+        for task in self.tasks if tasks is None else tasks:
             scores = expressions.report_scores(tree, task.scorer(split))
             if scores is None:
                 return None
@@ -257,27 +267,35 @@ class Engine:
             values.append((float(kendall_tau(scores, accuracy)), float(spearman_rho(scores, accuracy))))
         return values
 
-    def _validation_fitness(self, expression: str) -> float:
-        values = self._split_correlations(expression, "validation")
-        if values is None:
-            return INVALID_FITNESS
+    def _validation(self, entry: dict[str, Any]) -> None:
+        """Score a hall-of-fame entry on validation (once): per task and aggregated, None if invalid."""
+        if "validation_fitness" in entry:
+            return
+        values = self._split_correlations(entry["expression"], "validation")
         column = 0 if self.config.metric == "kendall" else 1
-        return aggregate([v[column] for v in values], self.config.task_aggregate)
+        entry["simplified"] = expressions.simplified(expressions.parse(entry["expression"]))
+        entry["validation_per_task"] = None if values is None else [v[column] for v in values]
+        entry["validation_fitness"] = (None if values is None else
+                                       aggregate(entry["validation_per_task"], self.config.task_aggregate))
+
+    def _front(self) -> list[dict[str, Any]]:
+        """The Pareto front of the hall of fame (train fitness against complexity), simplest first."""
+        return pareto_front(list(self.best_by_complexity.values()), lambda e: e["complexity"],
+                            lambda e: e["train_fitness"], lambda e: e["index"])
 
     def _update_hall(self, fresh: Sequence[dict[str, Any]]) -> None:
-        """Keep the best distinct canonical forms by train fitness; score newcomers on validation."""
-        known = {entry["key"] for entry in self.hall}
-        newcomers = [r for r in fresh if r["status"] == "ok" and r["key"] not in known]
-        ranked = sorted(self.hall + [{"key": r["key"], "expression": r["expression"], "train_fitness": r["fitness"],
-                                      "index": r["index"], "generation": r["generation"]} for r in newcomers],
-                        key=lambda entry: (-entry["train_fitness"], entry["index"]))
-        self.hall = ranked[: self.config.hall_of_fame]
-        for entry in self.hall:
-            if "validation_fitness" not in entry:
-                tree = expressions.parse(entry["expression"])
-                entry["simplified"] = expressions.simplified(tree)
-                entry["complexity"] = expressions.complexity(tree)
-                entry["validation_fitness"] = self._validation_fitness(entry["expression"])
+        """Keep the best train fitness per complexity (the earliest formula on ties) and score the
+        Pareto front's newcomers on validation."""
+        for record in fresh:
+            if record["status"] != "ok":
+                continue
+            held = self.best_by_complexity.get(record["complexity"])
+            if held is None or record["fitness"] > held["train_fitness"]:
+                self.best_by_complexity[record["complexity"]] = {
+                    "key": record["key"], "expression": record["expression"], "complexity": record["complexity"],
+                    "train_fitness": record["fitness"], "index": record["index"], "generation": record["generation"]}
+        for entry in self._front():
+            self._validation(entry)
 
     def _close_generation(self, generation: int, seconds: float, evaluations: int) -> None:
         """Journal, hall of fame, log line and checkpoint of a complete generation."""
@@ -286,7 +304,8 @@ class Engine:
         self.generation = generation
         raw = np.array([self.fitness.get(i.key) for i in self.population])
         valid = raw > INVALID_FITNESS
-        best = self.hall[0] if self.hall else None
+        front = self._front()
+        best = front[-1] if front else None
         line = {
             "generation": generation,
             "best_fitness": float(raw.max()),
@@ -312,28 +331,54 @@ class Engine:
             "evaluations": len(self.fitness),
             "rescored": self.rescored,
             "elapsed_s": line["elapsed_s"],
-            "hall_of_fame": self.hall,
+            "hall_of_fame": sorted(self.best_by_complexity.values(), key=lambda e: e["complexity"]),
         })
         if self.on_generation is not None:
             self.on_generation(line)
 
+    def _validation_scores(self) -> Callable[[dict[str, Any]], list[np.ndarray]]:
+        """A front member's per-task validation scores (undefined archs last), computed once each."""
+        memo: dict[str, list[np.ndarray]] = {}
+
+        def scores(member: dict[str, Any]) -> list[np.ndarray]:
+            if member["key"] not in memo:
+                tree = expressions.parse(member["expression"])
+                memo[member["key"]] = [expressions.report_scores(tree, task.scorer("validation")) for task in self.tasks]
+            return memo[member["key"]]
+        return scores
+
+    def _transfer(self, expression: str) -> dict[str, Any]:
+        """The formula on each transfer cache's archs that no searched task trained or validated on."""
+        seen = {task.keys[i] for task in self.tasks for split in ("train", "validation")
+                for i in getattr(task.splits, split)}
+        report = {}
+        for directory in self.config.transfer_caches:
+            task = load_transfer(directory, seen)
+            values = self._split_correlations(expression, "test", [task])
+            report[task.name] = {"archs": len(task.splits.test), **({"kendall": None, "spearman": None}
+                                 if values is None else {"kendall": values[0][0], "spearman": values[0][1]})}
+        return report
+
     def _public_hall(self) -> list[dict[str, Any]]:
-        return [{k: entry[k] for k in ("key", "expression", "simplified", "complexity", "train_fitness",
-                                       "validation_fitness", "generation")} for entry in self.hall]
+        """The Pareto front, simplest first, as hall_of_fame.json shows it."""
+        return [{k: entry[k] for k in _PUBLIC_FIELDS} for entry in self._front()]
 
     def finish(self, stop_reason: str) -> dict[str, Any]:
-        """Choose the hall-of-fame member with the best validation fitness; report it on the test split."""
-        candidates = [e for e in self.hall if e["validation_fitness"] > INVALID_FITNESS]
+        """Choose a Pareto-front member by ``search.front.CHOICE_RULE``; report it on the test split."""
+        front = self._front()
         result: dict[str, Any] = {"stop_reason": stop_reason, "generations": self.generation,
-                                  "evaluated": len(self.fitness), "elapsed_s": self.elapsed(), "chosen": None}
-        if candidates:
-            chosen = max(candidates, key=lambda e: (e["validation_fitness"], e["train_fitness"], -e["index"]))
+                                  "evaluated": len(self.fitness), "elapsed_s": self.elapsed(), "chosen": None,
+                                  "front": [{k: entry[k] for k in _PUBLIC_FIELDS} for entry in front]}
+        choice = choose(front, self._validation_scores(), [task.accuracy_of("validation") for task in self.tasks],
+                        self.config.metric, self.config.task_aggregate)
+        if choice is not None:
+            chosen, figures = choice
             test = self._split_correlations(chosen["expression"], "test")
-            result["chosen"] = {k: chosen[k] for k in ("key", "expression", "simplified", "complexity",
-                                                       "train_fitness", "validation_fitness")}
+            result["chosen"] = {k: chosen[k] for k in _PUBLIC_FIELDS if k != "generation"}
+            result["choice"] = {"rule": CHOICE_RULE, **figures}
             result["test"] = None if test is None else {
                 task.name: {"kendall": k, "spearman": s} for task, (k, s) in zip(self.tasks, test)}
+            result["transfer"] = self._transfer(chosen["expression"])
             result["stability"] = stability_report(chosen["expression"], self.tasks, self.config, self.executor)
         self.store.write_result(result)
         return result
-

@@ -17,7 +17,7 @@ from search.store import RunStore
 
 # Options that may change when a run is resumed: they decide when it stops or where it runs, never
 # what it finds.
-RESUMABLE_OVERRIDES = ("generations", "time_budget_s", "executor", "workers", "ray_address")
+RESUMABLE_OVERRIDES = ("generations", "time_budget_s", "executor", "workers", "ray_address", "transfer_caches")
 
 
 @dataclass
@@ -62,13 +62,12 @@ def run_search(config: SearchConfig, directory: Path, *, resume: bool = False, p
     sees each generation's log line (benchmarks/soak.py records memory and file sizes with it)."""
     from search.engine import Engine
     from search.executor import make_executor
-    from search.tasks import load_task
+    from search.tasks import load_tasks
 
     if not config.caches:
         raise ConfigError("no caches to search on: name them in the config or pass --cache DIR")
     store = RunStore(directory)
-    tasks = [load_task(path, index, config.split_fractions, config.seed, sketch=config.sketch)
-             for index, path in enumerate(config.caches)]
+    tasks = load_tasks(config.caches, config.split_fractions, config.splits_seed, sketch=config.sketch)
     if resume:
         store.write_config(config)
     else:

@@ -7,7 +7,7 @@ Layout of ``<out>/<name>/``::
     config.json         resolved SearchConfig
     log.jsonl           one line per completed generation
     evaluations.jsonl   one line per distinct canonical form ever evaluated (the fitness cache)
-    hall_of_fame.json   best distinct formulas so far
+    hall_of_fame.json   the Pareto front so far (best train fitness per complexity, validation scored)
     checkpoint.json     state after the last complete generation (written atomically)
     result.json         the chosen proxy and its test correlations (at the end)
 
@@ -25,7 +25,7 @@ from autoproxy.atomic import write_atomic
 from autoproxy.errors import ConfigError
 from search.config import SearchConfig, config_from_dict
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3  # 3: the hall of fame keeps the best formula per complexity
 
 
 def _write_json(path: Path, data: Any) -> None:

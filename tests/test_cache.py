@@ -307,3 +307,20 @@ def test_ray_build_matches_serial(tmp_path, benchmark, ray_session):
     assert serial.keys == parallel.keys
     for a, b in zip(serial.load(), parallel.load()):
         assert_close_tensors(a, b, rtol=0, atol=0)   # one torch thread in both: the same arithmetic
+
+
+def test_device_is_recorded_checked_and_old_manifests_read_as_cpu(tmp_path, benchmark):
+    build_cache(tmp_path / "c", benchmark, limit=1, device="cpu", **SMALL)
+    path = tmp_path / "c" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["settings"]["device"] == "cpu"
+    del manifest["settings"]["device"]                  # a cache built before the setting existed
+    path.write_text(json.dumps(manifest))
+    assert open_cache(tmp_path / "c").manifest.settings.device == "cpu"
+    assert build_cache(tmp_path / "c", benchmark, limit=1, **SMALL).reused == 1
+    for device, message in (("meta", "cache builds run on cpu or cuda"), ("gpu0", "is not a torch device")):
+        with pytest.raises(CacheError, match=message):
+            build_cache(tmp_path / "d", benchmark, limit=1, device=device, **SMALL)
+    if not torch.cuda.is_available():
+        with pytest.raises(CacheError, match="sees no CUDA device"):
+            build_cache(tmp_path / "d", benchmark, limit=1, device="cuda", **SMALL)

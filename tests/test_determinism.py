@@ -17,7 +17,7 @@ from search_support import tiny_cache
 
 CONFIG = {
     "name": "determinism", "population": 32, "generations": 8, "time_budget_s": None, "elites": 2,
-    "hall_of_fame": 8, "subsets": 2, "subset_size": 4, "split_fractions": [0.5, 0.25, 0.25],
+    "subsets": 2, "subset_size": 4, "split_fractions": [0.5, 0.25, 0.25],
     "diversity_probe": 4, "max_height": 8, "max_size": 30, "init_max_depth": 4, "seed": 3,
     "executor": "serial",
 }

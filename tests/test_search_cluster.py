@@ -22,7 +22,7 @@ from search_support import tiny_cache
 RAY = str(Path(sys.executable).with_name("ray"))
 AUTOPROXY = str(Path(sys.executable).with_name("autoproxy"))
 CONFIG = {
-    "name": "tiny", "population": 8, "generations": 2, "time_budget_s": None, "elites": 1, "hall_of_fame": 5,
+    "name": "tiny", "population": 8, "generations": 2, "time_budget_s": None, "elites": 1,
     "subsets": 2, "subset_size": 4, "split_fractions": [0.5, 0.25, 0.25], "diversity_probe": 4, "max_height": 6,
     "max_size": 20, "init_max_depth": 3, "seed": 3,
 }

@@ -18,7 +18,7 @@ from search_support import tiny_cache
 GENERATIONS = 3
 SMALL = {
     "name": "tiny", "population": 8, "generations": GENERATIONS, "time_budget_s": None, "elites": 1,
-    "hall_of_fame": 5, "subsets": 2, "subset_size": 4, "split_fractions": [0.5, 0.25, 0.25],
+    "subsets": 2, "subset_size": 4, "split_fractions": [0.5, 0.25, 0.25],
     "diversity_probe": 4, "max_height": 6, "max_size": 20, "init_max_depth": 3, "seed": 7, "executor": "serial",
 }
 
@@ -61,18 +61,38 @@ def test_cli_run_writes_every_artefact(reference_run):
     for line in log:
         assert {"best_fitness", "median_fitness", "valid_pct", "unique_pct", "evaluations_per_s",
                 "elapsed_s"} <= set(line)
-    hall = read(reference_run, "hall_of_fame.json")
+    hall = read(reference_run, "hall_of_fame.json")   # the Pareto front, simplest first
     assert hall and len({entry["key"] for entry in hall}) == len(hall)
-    assert [e["train_fitness"] for e in hall] == sorted((e["train_fitness"] for e in hall), reverse=True)
+    complexities, train = [e["complexity"] for e in hall], [e["train_fitness"] for e in hall]
+    assert complexities == sorted(set(complexities)) and train == sorted(set(train))
+    assert all(e["validation_fitness"] is not None or e["validation_per_task"] is None for e in hall)
     assert read(reference_run, "checkpoint.json")["generation"] == GENERATIONS
     result = read(reference_run, "result.json")
     assert result["chosen"]["key"] in {entry["key"] for entry in hall}
+    assert result["front"] == hall
+    choice = result["choice"]
+    assert choice["best_validation"] == max(e["validation_fitness"] for e in hall if e["validation_fitness"] is not None)
+    assert choice["gap"] == pytest.approx(choice["best_validation"] - result["chosen"]["validation_fitness"])
+    assert choice["gap"] == 0 or choice["gap"] < choice["gap_standard_error"]
     assert set(result["test"]["nb201-tiny"]) == {"kendall", "spearman"}
     stability = result["stability"]["nb201-tiny"]   # the default grid: init seeds 0..4 × batch seeds 0..2
     assert stability["split"] == "test" and len(stability["draws"]) == 15
     assert {"mean", "std"} <= set(stability["summary"]["spearman"]) and "total" in stability["undefined"]
     keys = [json.loads(line)["key"] for line in (reference_run / "evaluations.jsonl").read_text().splitlines()]
     assert len(keys) == len(set(keys)), "a canonical form was evaluated twice"
+
+
+def test_parsimony_pressure_holds_the_population_smaller(tmp_path, config_file, reference_run):
+    from search.expressions import complexity, parse
+
+    def mean_complexity(run: Path) -> float:
+        population = read(run, "checkpoint.json")["population"]
+        return sum(complexity(parse(member["expression"])) for member in population) / len(population)
+
+    config = load_config(config_file).replace(parsimony_coefficient=1.0, generations=6)
+    run_search(config, tmp_path / "lean", progress=False)
+    run_search(load_config(config_file).replace(generations=6), tmp_path / "free", progress=False)
+    assert mean_complexity(tmp_path / "lean") < mean_complexity(tmp_path / "free")
 
 
 def test_missing_cache_is_one_clear_error(tmp_path, config_file):

@@ -21,7 +21,7 @@ from user_space_example import ChainSpace
 
 USER_SPACE = "user_space_example:SPACE"
 TINY_SEARCH = {"name": "chain", "population": 6, "generations": 2, "time_budget_s": None, "elites": 1,
-               "hall_of_fame": 3, "subsets": 2, "subset_size": 4, "split_fractions": [0.5, 0.25, 0.25],
+               "subsets": 2, "subset_size": 4, "split_fractions": [0.5, 0.25, 0.25],
                "diversity_probe": 4, "max_height": 5, "max_size": 15, "init_max_depth": 3, "seed": 0,
                "executor": "serial", "stability_inits": 2, "stability_batches": 1}
 

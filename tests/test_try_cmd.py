@@ -66,3 +66,15 @@ def test_too_deep_expression_is_one_error_line_naming_the_limit(tmp_path):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and f"deeper than {MAX_DEPTH} calls" in lines[0]
+
+
+def test_several_caches_give_one_block_each(cache_dir):
+    single = _fields(CliRunner().invoke(main, ["try", "nwot", "--cache", cache_dir]).output)
+    result = CliRunner().invoke(main, ["try", "nwot", "--cache", cache_dir, "--cache", cache_dir])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    blocks = [i for i, line in enumerate(lines) if line == f"cache: {cache_dir}"]
+    assert len(blocks) == 2
+    for start in blocks:
+        block = dict(line.split(": ", 1) for line in lines[start + 1:start + 5])
+        assert block == {k: single[k] for k in ("archs", "undefined archs (ranked last)", "kendall_tau", "spearman_rho")}

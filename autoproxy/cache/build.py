@@ -113,6 +113,8 @@ def _compute_entry(key: str, settings: CacheSettings, inputs: torch.Tensor, targ
         model = get_space(settings.space).build(key, num_classes=settings.num_classes,
                                                 in_channels=inputs.shape[1],
                                                 width=settings.width, depth=settings.depth)
+        device = torch.device(settings.device)      # the weights are drawn on the CPU, then moved
+        model, inputs, targets = model.to(device), inputs.to(device), targets.to(device)
         stats = compute_statistics(model, inputs, targets, sub_batches=settings.sub_batches,
                                    max_channels=settings.max_channels,
                                    max_positions=settings.max_positions, seed=settings.seed)
@@ -142,7 +144,9 @@ def _run_ray(keys, settings, inputs, targets, directory, workers: int) -> Iterat
                  log_to_driver=False, logging_level="ERROR")
     in_flight: dict = {}
     try:
-        remote = ray.remote(num_cpus=1)(compute_entry)
+        # on a GPU the workers share it (Ray sets CUDA_VISIBLE_DEVICES for tasks that ask for a share)
+        gpus = {"num_gpus": 1 / workers} if settings.device.startswith("cuda") else {}
+        remote = ray.remote(num_cpus=1, **gpus)(compute_entry)
         inputs_ref, targets_ref = ray.put(inputs), ray.put(targets)  # one copy, shared by all tasks
         pending_keys = list(keys)[::-1]
         while pending_keys or in_flight:
@@ -187,6 +191,19 @@ def _open_for_build(directory: Path, settings: CacheSettings, benchmark_path: Pa
         entry = manifest.entries.pop(key)
         echo(f"cache entry {key} ({directory / entry.file}) is corrupt or missing: rebuilding it")
     return manifest
+
+
+def _checked_device(device: str) -> str:
+    """``cpu`` or an available ``cuda[:N]``, else one line naming it."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise CacheError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1)") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise CacheError(f"device {device!r}: cache builds run on cpu or cuda")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise CacheError(f"device {device!r}: this torch sees no CUDA device")
+    return device
 
 
 def check_labels_fit(data: str | Path, label_classes: int, classes: int, task: str) -> None:
@@ -239,6 +256,7 @@ def build_cache(
     limit: int | None = None,
     executor: str = "ray",
     workers: int | None = None,
+    device: str = "cpu",
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> BuildSummary:
@@ -264,7 +282,7 @@ def build_cache(
         space=space, task=task, num_classes=classes, benchmark_sha256=sha256_file(benchmark_path),
         data_sha256=_data_sha256(data_path), noise=noise, batch_size=batch_size, seed=seed, width=width,
         depth=depth, sub_batches=sub_batches, max_channels=max_channels, max_positions=max_positions,
-        dtype=dtype, statistics_version=STATISTICS_VERSION)
+        dtype=dtype, statistics_version=STATISTICS_VERSION, device=_checked_device(device))
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(directory)
     manifest = _open_for_build(directory, settings, benchmark_path, data_path, echo)

@@ -40,6 +40,7 @@ class CacheSettings:
     max_positions: int | None    # sketch; None keeps every position
     dtype: str                   # "float32" | "float16" (power-of-two scaled per tensor)
     statistics_version: int = 1  # autoproxy.statistics.STATISTICS_VERSION at build time (1 if unrecorded)
+    device: str = "cpu"          # where the networks ran ("cuda" rounds differently; older caches: cpu)
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,11 @@ def cache() -> None:
               help="Spatial positions kept per activation tensor (0: all).")
 @click.option("--executor", type=click.Choice(["ray", "serial"]), default="ray", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Ray workers (default: all CPUs).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the networks run: cpu or cuda[:N] (recorded; a cache is extended on the same device).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache directory.")
 def build(benchmark, space, task, data, noise, limit, batch_size, seed, width, depth, sub_batches,
-          num_classes, dtype, max_channels, max_positions, executor, workers, out) -> None:
+          num_classes, dtype, max_channels, max_positions, executor, workers, device, out) -> None:
     """Compute and store the statistics of a benchmark's archs; rerun to resume. Exits with status 1
     when an arch was skipped (the cache keeps every arch it built)."""
     from autoproxy.cache.build import build_cache
@@ -56,7 +58,7 @@ def build(benchmark, space, task, data, noise, limit, batch_size, seed, width, d
         out, benchmark, space=space, task=task, data=data, noise=noise, batch_size=batch_size, seed=seed,
         width=width, depth=depth, sub_batches=sub_batches, max_channels=_all_if_zero(max_channels),
         max_positions=_all_if_zero(max_positions), dtype=dtype, num_classes=num_classes, limit=limit,
-        executor=executor, workers=workers, echo=lambda line: click.echo(line, err=True))
+        executor=executor, workers=workers, device=device, echo=lambda line: click.echo(line, err=True))
     click.echo(summary.line())
     if summary.failed:
         click.echo(summary.skipped_line(), err=True)

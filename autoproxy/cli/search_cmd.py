@@ -13,6 +13,8 @@ from autoproxy.cli import main
 @click.option("--config", "config_name", help="Named config (e.g. nb201-cifar10) or a JSON file.")
 @click.option("--cache", "caches", multiple=True, help="Statistics cache directory (repeat for multi-task); "
               "replaces the config's caches.")
+@click.option("--transfer-cache", "transfer_caches", multiple=True,
+              help="A cache to report the chosen formula on, not searched on (repeatable; replaces the config's).")
 @click.option("--time-budget", help="Stop after this long, e.g. 24h, 30m, 90s.")
 @click.option("--generations", type=int, help="Stop after this many generations.")
 @click.option("--population", type=int, help="Population size.")
@@ -26,7 +28,7 @@ from autoproxy.cli import main
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run in this directory from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def search_command(config_name, caches, time_budget, generations, population, seed, out, name, executor, workers,
+def search_command(config_name, caches, transfer_caches, time_budget, generations, population, seed, out, name, executor, workers,
                    ray_address, resume_dir, quiet) -> None:
     """Evolve zero-cost proxies; writes config, log, hall of fame, checkpoint and result to OUT/NAME."""
     from autoproxy.errors import ConfigError
@@ -35,7 +37,7 @@ def search_command(config_name, caches, time_budget, generations, population, se
     from search.runner import resume_config, run_search
 
     overrides = {
-        "caches": list(caches) or None, "generations": generations, "population": population, "seed": seed,
+        "caches": list(caches) or None, "transfer_caches": list(transfer_caches) or None, "generations": generations, "population": population, "seed": seed,
         "time_budget_s": parse_duration(time_budget) if time_budget else None, "executor": executor,
         "workers": workers, "ray_address": ray_address,
     }
@@ -58,9 +60,18 @@ def search_command(config_name, caches, time_budget, generations, population, se
     if chosen is None:
         click.echo("no valid formula was found")
         return
+    choice = outcome.result["choice"]
     click.echo(f"chosen: {chosen['simplified']}")
-    click.echo(f"train {chosen['train_fitness']:.4f}  validation {chosen['validation_fitness']:.4f}")
+    why = ("the best on the front; no simpler member within one paired standard error" if choice["gap"] == 0 else
+           f"the simplest within one paired standard error of the best, {choice['best_validation']:.4f}: "
+           f"gap {choice['gap']:.4f} < {choice['gap_standard_error']:.4f}")
+    click.echo(f"complexity {chosen['complexity']}  train {chosen['train_fitness']:.4f}  validation "
+               f"{chosen['validation_fitness']:.4f} ({why})")
     for task, values in (outcome.result.get("test") or {}).items():
         click.echo(f"test {task}: kendall {values['kendall']:.4f}  spearman {values['spearman']:.4f}")
+    for task, values in outcome.result.get("transfer", {}).items():
+        figures = ("undefined" if values["spearman"] is None else
+                   f"kendall {values['kendall']:.4f}  spearman {values['spearman']:.4f}")
+        click.echo(f"transfer {task}: {figures} ({values['archs']} archs no search saw)")
     for task, report in (outcome.result.get("stability") or {}).items():
         click.echo(f"stability {task}: {report.get('skipped') or summary_line(report)}")

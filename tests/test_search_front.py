@@ -1,0 +1,63 @@
+"""The hall of fame per complexity and the paired one-standard-error choice (search/front.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from search.fitness import kendall_tau
+from search.front import choose, difference_error, pareto_front
+
+
+def entry(index: int, complexity: int, train: float, validation: float | None) -> dict:
+    return {"index": index, "complexity": complexity, "train_fitness": train, "validation_fitness": validation}
+
+
+def test_front_keeps_only_formulas_no_simpler_one_matches():
+    entries = [entry(0, 5, 0.30, None), entry(1, 3, 0.40, None), entry(2, 9, 0.50, None),
+               entry(3, 9, 0.50, None), entry(4, 12, 0.45, None), entry(5, 3, 0.40, None)]
+    front = pareto_front(entries, lambda e: e["complexity"], lambda e: e["train_fitness"], lambda e: e["index"])
+    assert [e["index"] for e in front] == [1, 2]      # ties go to the earlier formula
+
+
+def test_difference_error_is_the_jackknife_and_paired():
+    rng = np.random.default_rng(0)
+    accuracy = rng.normal(size=60)
+    best = accuracy + rng.normal(size=60)
+    near = best + 0.05 * rng.normal(size=60)          # ranks almost like the best
+    other = accuracy + rng.normal(size=60)            # scores alike, ranks otherwise
+    n = 60
+    replicates = np.array([kendall_tau(np.delete(near, k), np.delete(accuracy, k))
+                           - kendall_tau(np.delete(best, k), np.delete(accuracy, k)) for k in range(n)])
+    expected = math.sqrt((n - 1) / n * ((replicates - replicates.mean()) ** 2).sum())
+    assert difference_error([near], [best], [accuracy], "kendall", "mean") == pytest.approx(expected)
+    assert difference_error([near], [best], [accuracy], "kendall", "mean") < \
+        0.3 * difference_error([other], [best], [accuracy], "kendall", "mean")
+    two = difference_error([near, other], [best, best], [accuracy, accuracy], "spearman", "mean")
+    assert two == pytest.approx(math.hypot(difference_error([near], [best], [accuracy], "spearman", "mean"),
+                                           difference_error([other], [best], [accuracy], "spearman", "mean")) / 2)
+
+
+def test_choice_is_the_simplest_member_within_one_paired_standard_error_of_the_best():
+    rng = np.random.default_rng(1)
+    accuracy = rng.normal(size=80)
+    signal = accuracy + 0.8 * rng.normal(size=80)
+    order = np.argsort(signal)
+    i, j = next((a, b) for a, b in zip(order, order[1:]) if accuracy[a] < accuracy[b])   # a concordant neighbour pair
+    swapped = signal.copy()
+    swapped[[i, j]] = swapped[[j, i]]
+    scores = {0: rng.normal(size=80),                                   # simple and useless
+              1: swapped,                                               # simple, one pair off the best
+              2: signal, 3: signal}                                     # the best; invalid on validation
+    front = [entry(i, c, 0.1 * i, None if i == 3 else float(kendall_tau(scores[i], accuracy)))
+             for i, c in zip(range(4), (2, 5, 20, 40))]
+    assert front[1]["validation_fitness"] < front[2]["validation_fitness"]
+    chosen, figures = choose(front, lambda e: [scores[e["index"]]], [accuracy], "kendall", "mean")
+    assert chosen["index"] == 1 and 0 < figures["gap"] < figures["gap_standard_error"]
+    assert figures["best_validation"] == front[2]["validation_fitness"]
+    scores[1] = rng.normal(size=80) + 0.3 * accuracy                    # now clearly worse: the best wins
+    front[1]["validation_fitness"] = float(kendall_tau(scores[1], accuracy))
+    chosen, figures = choose(front, lambda e: [scores[e["index"]]], [accuracy], "kendall", "mean")
+    assert chosen["index"] == 2 and figures["gap"] == 0
+    assert choose([entry(0, 3, 0.4, None)], lambda e: [], [accuracy], "kendall", "mean") is None
