@@ -30,6 +30,7 @@ from _smoke import SMOKE_HELP, SMOKE_SEARCH, tiny_cache
 from search import expressions
 from search.config import SearchConfig, load_config
 from search.fitness import draw_subsets, kendall_tau, spearman_rho, subset_fitness
+from search.engine import choose_formula
 from search.runner import run_search
 from search.store import RunStore
 from search.tasks import Task, load_tasks, load_transfer
@@ -162,8 +163,9 @@ def report(args: argparse.Namespace, base: SearchConfig) -> None:
             print(f"  {label} run{' (reused)' if finished else ''}: {result['generations']} generations, "
                   f"{result['evaluated']} formulas, {result['evaluated'] / result['elapsed_s']:.1f} formulas/s; "
                   f"{sizes(run)}")
-            chosen = (result["chosen"]["expression"] if label == "pareto" else
-                      previous_pick(run, task, config.metric))
+            front = [{"index": position, **member} for position, member in enumerate(result["front"])]  # runs before 'index'
+            chosen = (choose_formula(front, [task], config)[0]["expression"] if label == "pareto" else
+                      previous_pick(run, task, config.metric))   # re-chosen: a reused run gets today's rule
             picks[label].append(figures(chosen, task, transfers, other_seed))
             print(picks[label][-1].line(label))
             if label == "pareto":

@@ -16,6 +16,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 _CHOICES = {
     "metric": ("kendall", "spearman"),
     "task_aggregate": ("mean", "min"),
+    "choice_metric": ("kendall", "spearman"),
     "subset_schedule": ("run", "generation"),
     "selection": ("double_tournament", "nsga2"),
     "executor": ("ray", "serial"),
@@ -32,6 +33,7 @@ class SearchConfig:
     transfer_caches: tuple[str, ...] = ()   # reported on by the final report, never searched on
     # fitness
     metric: str = "kendall"
+    choice_metric: str = "spearman"  # validation score of the final choice (search/front.py says why)
     task_aggregate: str = "mean"
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     split_seed: int | None = None    # seeds the train/validation/test split; None: ``seed`` (so that runs

@@ -37,8 +37,25 @@ from search.toolbox import Variation, individual_class, parent_selector, survivo
 
 INVALID_FITNESS = -2.0  # below any correlation; a JSON-safe stand-in for -inf
 _PUBLIC_FIELDS = ("key", "expression", "simplified", "complexity", "train_fitness", "validation_fitness",
-                  "validation_per_task", "generation")
+                  "validation_per_task", "index", "generation")
 _KEY_MEMO_LIMIT = 200_000
+
+
+def choose_formula(front: Sequence[dict[str, Any]], tasks: Sequence[Task],
+                   config: SearchConfig) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``search.front.choose`` on the tasks' validation splits with the config's choice metric and task
+    aggregate (also used by benchmarks/search_quality.py to re-choose from a saved front)."""
+    memo: dict[str, list[np.ndarray] | None] = {}
+
+    def scores(member: dict[str, Any]) -> list[np.ndarray] | None:
+        if member["key"] not in memo:
+            tree = expressions.parse(member["expression"])
+            per_task = [expressions.report_scores(tree, task.scorer("validation")) for task in tasks]
+            memo[member["key"]] = None if any(s is None for s in per_task) else per_task
+        return memo[member["key"]]
+
+    return choose(front, scores, [task.accuracy_of("validation") for task in tasks], config.choice_metric,
+                  config.task_aggregate)
 
 
 class Engine:
@@ -336,17 +353,6 @@ class Engine:
         if self.on_generation is not None:
             self.on_generation(line)
 
-    def _validation_scores(self) -> Callable[[dict[str, Any]], list[np.ndarray]]:
-        """A front member's per-task validation scores (undefined archs last), computed once each."""
-        memo: dict[str, list[np.ndarray]] = {}
-
-        def scores(member: dict[str, Any]) -> list[np.ndarray]:
-            if member["key"] not in memo:
-                tree = expressions.parse(member["expression"])
-                memo[member["key"]] = [expressions.report_scores(tree, task.scorer("validation")) for task in self.tasks]
-            return memo[member["key"]]
-        return scores
-
     def _transfer(self, expression: str) -> dict[str, Any]:
         """The formula on each transfer cache's archs that no searched task trained or validated on."""
         seen = {task.keys[i] for task in self.tasks for split in ("train", "validation")
@@ -369,12 +375,11 @@ class Engine:
         result: dict[str, Any] = {"stop_reason": stop_reason, "generations": self.generation,
                                   "evaluated": len(self.fitness), "elapsed_s": self.elapsed(), "chosen": None,
                                   "front": [{k: entry[k] for k in _PUBLIC_FIELDS} for entry in front]}
-        choice = choose(front, self._validation_scores(), [task.accuracy_of("validation") for task in self.tasks],
-                        self.config.metric, self.config.task_aggregate)
+        choice = choose_formula(front, self.tasks, self.config)
         if choice is not None:
             chosen, figures = choice
             test = self._split_correlations(chosen["expression"], "test")
-            result["chosen"] = {k: chosen[k] for k in _PUBLIC_FIELDS if k != "generation"}
+            result["chosen"] = {k: chosen[k] for k in _PUBLIC_FIELDS if k not in ("index", "generation")}
             result["choice"] = {"rule": CHOICE_RULE, **figures}
             result["test"] = None if test is None else {
                 task.name: {"kendall": k, "spearman": s} for task, (k, s) in zip(self.tasks, test)}

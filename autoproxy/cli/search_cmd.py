@@ -62,9 +62,11 @@ def search_command(config_name, caches, transfer_caches, time_budget, generation
         return
     choice = outcome.result["choice"]
     click.echo(f"chosen: {chosen['simplified']}")
-    why = ("the best on the front; no simpler member within one paired standard error" if choice["gap"] == 0 else
-           f"the simplest within one paired standard error of the best, {choice['best_validation']:.4f}: "
-           f"gap {choice['gap']:.4f} < {choice['gap_standard_error']:.4f}")
+    symbol = {"kendall": "τ", "spearman": "ρ"}[choice["metric"]]
+    why = (f"the best validation {symbol} on the front, {choice['best_validation']:.4f}; no simpler member within "
+           "one paired standard error" if choice["gap"] == 0 else
+           f"validation {symbol} {choice['chosen_validation']:.4f}: the simplest within one paired standard error "
+           f"of the best, {choice['best_validation']:.4f} (gap {choice['gap']:.4f} < {choice['gap_standard_error']:.4f})")
     click.echo(f"complexity {chosen['complexity']}  train {chosen['train_fitness']:.4f}  validation "
                f"{chosen['validation_fitness']:.4f} ({why})")
     for task, values in (outcome.result.get("test") or {}).items():
