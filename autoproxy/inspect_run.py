@@ -188,7 +188,7 @@ def inspect_run(directory: str | Path) -> RunReport:
     log = store.read_log()
     candidates = read_candidates(directory)
     tasks = load_tasks(config["caches"], tuple(config["split_fractions"]),
-                       config_from_dict(config, str(store.config_path)).splits_seed)
+                       config_from_dict(config, str(store.config_path)).splits_seed, pack_train=False)
 
     def row(number: int | None, candidate: Candidate) -> Row:
         tree = parse(candidate.expression)

@@ -1,4 +1,4 @@
-"""Do our reference proxies rank NAS-Bench-201 archs like NAS-Bench-Suite-Zero's scores?
+"""Do our reference proxies rank archs like NAS-Bench-Suite-Zero's scores (NB201 afresh; any space from a cache)?
 
 For each task and batch kind: Spearman ρ with ``val_accuracy`` of each of our proxies, next to ρ of
 the file's score for the same archs, and Δρ = ours − file. Scores come from one
@@ -7,7 +7,7 @@ the file's score for the same archs, and Δρ = ours − file. Scores come from 
 registry's direct implementations instead.
 
     python benchmarks/faithfulness.py [--limit N] [--task cifar10|cifar100|both] [--batch real|noise|both]
-    python benchmarks/faithfulness.py --cache caches/nb201-cifar10     # every arch of a built cache, in seconds
+    python benchmarks/faithfulness.py --cache caches/nb301-cifar10     # every arch of a built cache, in seconds
     python benchmarks/faithfulness.py --smoke [--cache DIR]             # 3 archs, batch 8, real batch (or DIR), for CI
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ from primitives.tree import parse
 EXPRESSIONS = {"params": "net_params", "flops": "net_flops", **REFERENCE_EXPRESSIONS}
 
 TARGET_DELTA = 0.05
+CHUNK = 64   # archs packed at once by --cache
 TARGETED = ("params", "flops", "synflow", "nwot", "snip", "grad_norm")
 
 
@@ -60,12 +61,14 @@ def our_scores(record: ArchRecord, inputs: torch.Tensor, targets: torch.Tensor, 
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--direct", is_flag=True, help="run the direct proxy implementations (slower)")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--cache", "cache_dir", default=None, help="score a built cache's archs (its batch) instead")
+@click.option("--cache", "cache_dir", default=None,
+              help="score a built cache's archs (any space; its batch) against its ground-truth file instead")
+@click.option("--benchmark", default=None, help="with --cache: the ground-truth file, if not where the cache recorded it")
 @click.option("--smoke", is_flag=True, help=SMOKE_HELP)
 def main(limit: int | None, task: str, batch_kind: str, batch_size: int, direct: bool, seed: int,
-         cache_dir: str | None, smoke: bool) -> None:
+         cache_dir: str | None, benchmark: str | None, smoke: bool) -> None:
     if cache_dir:
-        compare_on_cache(cache_dir)
+        compare_on_cache(cache_dir, benchmark)
         return
     if smoke:
         limit, batch_size, batch_kind = FEW_ARCHS, TINY_NET["batch_size"], "real"
@@ -96,18 +99,24 @@ def print_table(ours: dict[str, list[float]], records: list[ArchRecord]) -> None
         print(f"{name:10s} {mine:9.3f} {theirs:9.3f} {mine - theirs:+7.3f}{flag}", flush=True)
 
 
-def compare_on_cache(directory: str) -> None:
-    """The reference expressions on every arch of a cache (exact pack of its stored statistics)."""
+def compare_on_cache(directory: str, benchmark: str | None = None) -> None:
+    """The reference expressions on every arch of a cache of any space (exact pack of its stored
+    statistics), against the scores of the ground-truth file it was built from (or ``benchmark``)."""
     from autoproxy.cache import open_cache
 
     cache = open_cache(directory)
     settings = cache.manifest.settings
-    by_key = {r.key: r for r in load_benchmark(shared_path("benchmarks", "zc_nasbench201.json"), task=settings.task)}
+    path = benchmark or cache.manifest.benchmark_path
+    by_key = {r.key: r for r in load_benchmark(path, space=settings.space, task=settings.task)}
     records = [by_key[key] for key in cache.keys]
-    evaluator = Evaluator(pack(cache.load()))
-    print(f"{settings.task}, cache {directory} ({'noise' if settings.noise else 'real'} batch, {len(records)} archs, "
-          f"{settings.dtype}, sketch {settings.max_channels}x{settings.max_positions})")
-    print_table({name: evaluator.values(parse(text)).double().tolist() for name, text in EXPRESSIONS.items()}, records)
+    print(f"{settings.task}, cache {directory} ({settings.space}, {'noise' if settings.noise else 'real'} batch, "
+          f"{len(records)} archs, {settings.dtype}, sketch {settings.max_channels}x{settings.max_positions})")
+    scores: dict[str, list[float]] = {name: [] for name in EXPRESSIONS}
+    for start in range(0, len(records), CHUNK):   # a score is per arch: chunks bound memory (NB301: 20 MB/arch)
+        evaluator = Evaluator(pack(cache.load(list(cache.keys)[start:start + CHUNK])))
+        for name, text in EXPRESSIONS.items():
+            scores[name] += evaluator.values(parse(text)).double().tolist()
+    print_table(scores, records)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def report(args: argparse.Namespace, base: SearchConfig) -> None:
         (task,) = load_tasks(caches[:1], base.split_fractions, base.replace(seed=seed).splits_seed)
         if seed == args.seeds[0]:
             fitness_cost(len(task.splits.train), base.metric)
-        seen = {task.keys[i] for split in ("train", "validation") for i in getattr(task.splits, split)}
+        seen = {(task.space, task.keys[i]) for split in ("train", "validation") for i in getattr(task.splits, split)}
         transfers = [load_transfer(directory, seen) for directory in args.transfer_cache]
         other_seed = load_transfer(args.seed_cache, seen) if args.seed_cache else None
         name, value = best_reference(task)

@@ -355,7 +355,7 @@ class Engine:
 
     def _transfer(self, expression: str) -> dict[str, Any]:
         """The formula on each transfer cache's archs that no searched task trained or validated on."""
-        seen = {task.keys[i] for task in self.tasks for split in ("train", "validation")
+        seen = {(task.space, task.keys[i]) for task in self.tasks for split in ("train", "validation")
                 for i in getattr(task.splits, split)}
         report = {}
         for directory in self.config.transfer_caches:

@@ -30,6 +30,10 @@ import numpy as np
 from autoproxy.rank_metrics import leave_one_out
 from search.fitness import aggregate, correlation
 
+# Below this many validation archs one paired standard error is ~0.1 ρ: the rule then cannot tell
+# formulas apart and falls to the simplest (NB301, 32 validation archs: `num_nodes`, test ρ 0.16).
+SMALL_VALIDATION = 50
+
 CHOICE_RULE = ("the simplest Pareto-front member (train fitness against complexity) whose validation score "
                "(choice_metric) is below the best front member's by less than one jackknife standard error "
                "of that difference (paired over the validation archs)")
@@ -65,8 +69,8 @@ def difference_error(candidate: Sequence[np.ndarray], best: Sequence[np.ndarray]
 def choose(front: Sequence[dict[str, Any]], scores: Callable[[dict[str, Any]], Sequence[np.ndarray] | None],
            accuracy: Sequence[np.ndarray], metric: str, how: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The chosen front member by ``CHOICE_RULE`` and the figures of the choice (``metric``, the best
-    validation score, the chosen member's, the gap and its standard error); None when no member is
-    valid on validation.
+    validation score, the chosen member's, the gap and its standard error, the smallest task's
+    validation archs); None when no member is valid on validation.
 
     Members carry ``complexity`` and ``index``; ``scores(member)`` gives its per-task validation scores
     (undefined archs last), or None where it is undefined or constant on a task. The validation score
@@ -85,5 +89,6 @@ def choose(front: Sequence[dict[str, Any]], scores: Callable[[dict[str, Any]], S
         error = 0.0 if member is best else difference_error(scores(member), scores(best), accuracy, metric, how)
         if member is best or gap < error:
             return member, {"metric": metric, "best_validation": values[id(best)],
-                            "chosen_validation": values[id(member)], "gap": gap, "gap_standard_error": error}
+                            "chosen_validation": values[id(member)], "gap": gap, "gap_standard_error": error,
+                            "validation_archs": min(len(truth) for truth in accuracy)}
     raise AssertionError("the best member always qualifies")

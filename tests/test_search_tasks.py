@@ -1,6 +1,7 @@
 """Caches of the same archs share splits; transfer caches are reported on archs no search saw."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -36,11 +37,28 @@ def test_caches_of_the_same_archs_share_every_split(twin_caches):
 
 
 def test_archs_new_to_a_cache_keep_its_own_split_and_known_ones_move():
-    assigned = {"a": "test", "b": "train"}
+    assigned = {("s", "a"): "test", ("s", "b"): "train", ("other", "c"): "test"}
     own = Splits(train=np.array([0, 2]), validation=np.array([1]), test=np.array([3]))
-    splits = _shared_splits(["a", "c", "b", "d"], own, assigned)
+    splits = _shared_splits("s", ["a", "c", "b", "d"], own, assigned)
     assert [list(getattr(splits, name)) for name in ("train", "validation", "test")] == [[2], [1], [0, 3]]
-    assert assigned == {"a": "test", "b": "train", "c": "validation", "d": "test"}
+    assert assigned == {("s", "a"): "test", ("s", "b"): "train", ("s", "c"): "validation", ("s", "d"): "test",
+                        ("other", "c"): "test"}
+
+
+def test_a_cache_of_another_space_is_split_as_in_a_run_of_its_own_space(twin_caches, tmp_path):
+    """Multi-space runs keep each space's splits, so a transfer matrix's test archs are unseen by every row."""
+    other = tmp_path / "other-space"
+    shutil.copytree(twin_caches[0], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["settings"]["space"] = "elsewhere"
+    manifest["entries"].reverse()      # other positions: sharing keys with nb201's caches would show
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    *_, mixed = load_tasks([*twin_caches, str(other)], (0.5, 0.25, 0.25), seed=3, pack_train=False)
+    assert mixed.train_pack is None       # a report's tasks: the splits only
+    (alone,) = load_tasks([str(other)], (0.5, 0.25, 0.25), seed=3)
+    assert mixed.space == "elsewhere" and keys_of(alone, "test") != keys_of(load_tasks(twin_caches[:1], (0.5, 0.25, 0.25), 3)[0], "test")
+    for split in ("train", "validation", "test"):
+        assert keys_of(mixed, split) == keys_of(alone, split)
 
 
 def test_the_final_report_scores_transfer_caches_on_unseen_archs_only(twin_caches, tmp_path):

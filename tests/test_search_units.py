@@ -63,10 +63,12 @@ def test_near_duplicates_penalise_the_worse_of_equal_rankings():
 
 
 def test_named_configs_load_and_validate():
-    assert {"nb201-cifar10", "nb201-multi"} <= set(named_configs())
-    multi = load_config("nb201-multi")
-    assert multi.caches == ("caches/nb201-cifar10", "caches/nb201-cifar100", "caches/nb101-cifar10")
-    assert config_from_dict(multi.to_dict(), source="roundtrip") == multi
+    assert {"nb201-cifar10", "nb201-multi", "nb301-cifar10", "multi-space"} <= set(named_configs())
+    for name in named_configs():
+        config = load_config(name)
+        assert config.name == name and config_from_dict(config.to_dict(), source="roundtrip") == config
+    assert load_config("nb201-multi").caches == ("caches/nb201-cifar10", "caches/nb201-cifar100", "caches/nb101-cifar10")
+    assert load_config("multi-space").caches == ("caches/nb201-cifar10", "caches/nb101-cifar10", "caches/nb301-cifar10")
 
 
 @pytest.mark.parametrize("data, culprit", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from autoproxy.errors import InvalidArchError
 from autoproxy.registry import REGISTRY_ENV
 from autoproxy.spaces import get_space, space_names
 from autoproxy.spaces.plugins import ENTRY_POINT_GROUP
+from search.tasks import load_tasks
+from search_support import tiny_cache
 from user_space_example import ChainSpace
 
 USER_SPACE = "user_space_example:SPACE"
@@ -75,8 +78,9 @@ def cli(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-def test_readme_sequence_with_a_user_space(tmp_path, monkeypatch):
-    """groundtruth train → cache build → search → export, all on ``--space user_space_example:SPACE``."""
+def test_readme_sequence_with_a_user_space(tmp_path, monkeypatch, request):
+    """groundtruth train → cache build → search → export, all on ``--space user_space_example:SPACE``;
+    then a search over that cache and an NB201 one together."""
     monkeypatch.setenv(REGISTRY_ENV, str(tmp_path / "registry"))
     truth, cache, runs = tmp_path / "chain-digits.csv", tmp_path / "cache", tmp_path / "runs"
     trained = cli("groundtruth", "train", "--space", USER_SPACE, "--dataset", "digits", "--n", "12",
@@ -93,10 +97,22 @@ def test_readme_sequence_with_a_user_space(tmp_path, monkeypatch):
     config = tmp_path / "chain.json"
     config.write_text(json.dumps({**TINY_SEARCH, "caches": [str(cache)]}))
     searched = cli("search", "--quiet", "--config", str(config), "--out", str(runs))
-    assert searched.exit_code == 0 and "chosen:" in searched.output, searched.output
+    assert searched.exit_code == 0 and "chosen:" in searched.stdout, searched.output
+    assert "warning: the choice was made on 3 validation archs, too few" in searched.stderr   # 12 archs × 0.25
 
     exported = cli("export", str(runs / "chain-seed0"), "--name", "chain_proxy")
     assert exported.exit_code == 0 and (tmp_path / "registry" / "chain_proxy.json").is_file(), exported.output
+
+    # the user's space beside NB201 in one multi-space search: one test line per cache, and the user
+    # cache split exactly as in its own run (split streams are numbered per space)
+    nb201 = tiny_cache(request)
+    config.write_text(json.dumps({**TINY_SEARCH, "name": "mixed", "caches": [nb201, str(cache)], "stability_inits": 0}))
+    searched = cli("search", "--quiet", "--config", str(config), "--out", str(runs))
+    assert searched.exit_code == 0, searched.output
+    assert set(json.loads((runs / "mixed-seed0" / "result.json").read_text())["test"]) == {Path(nb201).name, "cache"}
+    fractions = tuple(TINY_SEARCH["split_fractions"])
+    (alone,), (_, mixed) = load_tasks([str(cache)], fractions, 0), load_tasks([nb201, str(cache)], fractions, 0)
+    assert (alone.space, list(alone.splits.test)) == (USER_SPACE, list(mixed.splits.test))
 
 
 def test_entry_point_spaces_are_listed_and_loaded(entry_points):

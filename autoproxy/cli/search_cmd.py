@@ -34,6 +34,7 @@ def search_command(config_name, caches, transfer_caches, time_budget, generation
     from autoproxy.errors import ConfigError
     from autoproxy.stability import summary_line
     from search.config import load_config, parse_duration
+    from search.front import SMALL_VALIDATION
     from search.runner import resume_config, run_search
 
     overrides = {
@@ -69,6 +70,10 @@ def search_command(config_name, caches, transfer_caches, time_budget, generation
            f"of the best, {choice['best_validation']:.4f} (gap {choice['gap']:.4f} < {choice['gap_standard_error']:.4f})")
     click.echo(f"complexity {chosen['complexity']}  train {chosen['train_fitness']:.4f}  validation "
                f"{chosen['validation_fitness']:.4f} ({why})")
+    if choice.get("validation_archs", SMALL_VALIDATION) < SMALL_VALIDATION:
+        click.echo(f"warning: the choice was made on {choice['validation_archs']} validation archs, too few to "
+                   f"separate formulas (below {SMALL_VALIDATION} one paired standard error is about 0.1 ρ); give "
+                   "the cache more archs or the validation split a larger fraction", err=True)
     for task, values in (outcome.result.get("test") or {}).items():
         click.echo(f"test {task}: kendall {values['kendall']:.4f}  spearman {values['spearman']:.4f}")
     for task, values in outcome.result.get("transfer", {}).items():
