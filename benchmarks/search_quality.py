@@ -33,7 +33,7 @@ from search.fitness import draw_subsets, kendall_tau, spearman_rho, subset_fitne
 from search.engine import choose_formula
 from search.runner import run_search
 from search.store import RunStore
-from search.tasks import Task, load_tasks, load_transfer
+from search.tasks import Task, load_tasks, load_transfer, seen_archs
 
 PREVIOUS_RULE = {"subsets": 4, "subset_size": 20, "parsimony_coefficient": 0.0}
 PREVIOUS_HALL = 20   # the previous hall of fame: the 20 best train-fitness formulas
@@ -143,7 +143,7 @@ def report(args: argparse.Namespace, base: SearchConfig) -> None:
         (task,) = load_tasks(caches[:1], base.split_fractions, base.replace(seed=seed).splits_seed)
         if seed == args.seeds[0]:
             fitness_cost(len(task.splits.train), base.metric)
-        seen = {(task.space, task.keys[i]) for split in ("train", "validation") for i in getattr(task.splits, split)}
+        seen = seen_archs([task])
         transfers = [load_transfer(directory, seen) for directory in args.transfer_cache]
         other_seed = load_transfer(args.seed_cache, seen) if args.seed_cache else None
         name, value = best_reference(task)

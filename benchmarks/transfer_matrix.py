@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def report(caches: list[str], rows: dict[str, str], config_name: str) -> None:
     best = []
     for task in tasks:
         values = {name: correlations(text, *scored[task.name]) for name, text in references.items()}
-        name = max(values, key=lambda n: float("-inf") if values[n][0] != values[n][0] else values[n][0])
+        name = max(values, key=lambda n: -math.inf if math.isnan(values[n][0]) else values[n][0])
         best.append(f"{name} {values[name][0]:+.3f} ({values[name][1]:+.3f})")
     print("| best reference proxy | " + " | ".join(best) + " |")
 
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     rows = dict(labelled(text, "--formula") for text in args.formula)
-    rows.update({label: chosen_expression(run) for label, run in map(lambda t: labelled(t, "--run"), args.run)})
+    rows.update((label, chosen_expression(run)) for label, run in (labelled(text, "--run") for text in args.run))
     if args.smoke:
         with tempfile.TemporaryDirectory(prefix="transfer-matrix-smoke-") as folder:
             config = Path(folder) / "smoke.json"   # a test split of 4 of the 8 archs

@@ -32,7 +32,7 @@ from search.fitness import aggregate, draw_subsets, kendall_tau, spearman_rho, s
 from search.front import CHOICE_RULE, choose, pareto_front
 from search.stability_report import stability_report
 from search.store import RunStore, rng_state_from_json, rng_state_to_json
-from search.tasks import Task, load_transfer
+from search.tasks import Task, load_transfer, seen_archs
 from search.toolbox import Variation, individual_class, parent_selector, survivors
 
 INVALID_FITNESS = -2.0  # below any correlation; a JSON-safe stand-in for -inf
@@ -355,8 +355,7 @@ class Engine:
 
     def _transfer(self, expression: str) -> dict[str, Any]:
         """The formula on each transfer cache's archs that no searched task trained or validated on."""
-        seen = {(task.space, task.keys[i]) for task in self.tasks for split in ("train", "validation")
-                for i in getattr(task.splits, split)}
+        seen = seen_archs(self.tasks)
         report = {}
         for directory in self.config.transfer_caches:
             task = load_transfer(directory, seen)

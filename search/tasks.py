@@ -56,11 +56,18 @@ def load_tasks(directories: Sequence[str], fractions: tuple[float, float, float]
     streams: dict[str, int] = {}
     tasks = []
     for directory in directories:
-        space = open_split_cache(directory).manifest.settings.space
-        tasks.append(load_task(directory, streams.get(space, 0), fractions, seed, sketch=sketch, assigned=assigned,
-                               pack_train=pack_train))
+        cache = open_split_cache(directory)
+        space = cache.manifest.settings.space
+        tasks.append(_split_task(cache, streams.get(space, 0), fractions, seed, sketch=sketch, assigned=assigned,
+                                 pack_train=pack_train))
         streams[space] = streams.get(space, 0) + 1
     return tasks
+
+
+def seen_archs(tasks: Sequence[Task]) -> set[tuple[str, str]]:
+    """The (space, arch key) pairs the tasks train or validate on: what a transfer report must leave out."""
+    return {(task.space, task.keys[i]) for task in tasks for split in ("train", "validation")
+            for i in getattr(task.splits, split)}
 
 
 def open_split_cache(directory: str) -> Any:
@@ -90,7 +97,13 @@ def load_task(directory: str, stream: int, fractions: tuple[float, float, float]
     """Open a cache (a built-in one is made on first use), split its archs by ``(seed, stream)`` (archs in
     ``assigned``, (space, arch key) -> split name, keep that split; the others are added to it) and pack the
     train split (sketched for search speed when ``sketch``; other splits are always exact)."""
-    cache = open_split_cache(directory)
+    return _split_task(open_split_cache(directory), stream, fractions, seed, sketch=sketch, assigned=assigned,
+                       pack_train=pack_train)
+
+
+def _split_task(cache: Any, stream: int, fractions: tuple[float, float, float], seed: int, *, sketch: bool,
+                assigned: dict[tuple[str, str], str] | None, pack_train: bool) -> Task:
+    """``load_task`` on an opened cache."""
     directory = str(cache.directory)
     keys = list(cache.keys)
     if len(keys) < 6:
