@@ -19,6 +19,7 @@ import numpy as np
 
 from autoproxy.errors import RunError
 from autoproxy.rank_metrics import applicable_k, best_ranking_at_k, count_undefined, precision_at_k
+from search.environment import describe_environment
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -78,6 +79,7 @@ class RunReport:
     rows: list[Row]             # the Pareto front, simplest first
     chosen: Row | None          # result.json's chosen formula: one of ``rows`` or an extra row off the front
     chosen_note: str            # where ``chosen`` comes from, or why there is none
+    environment: dict[str, Any] | None = None   # environment.json: what the run started with
 
     @property
     def shown_rows(self) -> list[Row]:
@@ -198,13 +200,14 @@ def inspect_run(directory: str | Path) -> RunReport:
     front = pareto_front(candidates)
     rows = [row(number, candidate) for number, candidate in enumerate(front, start=1)]
     result = _reading(store.result_path, store.read_result)
+    environment = _reading(store.environment_path, store.read_environment)
     chosen_record = (result or {}).get("chosen")
     if chosen_record is None:
         note = NO_RESULT_NOTE if result is None else NOTHING_CHOSEN_NOTE
-        return RunReport(directory, config, log, candidates, rows, None, note)
+        return RunReport(directory, config, log, candidates, rows, None, note, environment)
     candidate = _journal_candidate(chosen_record["expression"], candidates, directory)
     chosen = next((r for r in rows if r.candidate is candidate), None) or row(None, candidate)
-    return RunReport(directory, config, log, candidates, rows, chosen, _chosen_note(result, chosen))
+    return RunReport(directory, config, log, candidates, rows, chosen, _chosen_note(result, chosen), environment)
 
 
 # ---------------------------------------------------------------- text
@@ -244,7 +247,9 @@ def format_table(report: RunReport) -> str:
     it is off the front; the chosen one is marked in the first column."""
     lines = [f"run {report.directory}: {len(report.candidates)} valid formulas, "
              f"{len(report.rows)} on the Pareto front (train fitness against complexity)",
-             _legend(report, CHOSEN_MARK)]
+             _legend(report, CHOSEN_MARK),
+             f"found with {describe_environment(report.environment)}" if report.environment else
+             "found with an unrecorded environment (a run older than environment.json)"]
     for row in report.shown_rows:
         mark = CHOSEN_MARK if row is report.chosen else " "
         label = "[off the front]" if row.number is None else f"[{row.number}]"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from torch import nn
 from autoproxy.errors import DataError
 from autoproxy.rank_metrics import ranking_figures
 from autoproxy.torch_threads import one_torch_thread
+
+if TYPE_CHECKING:
+    from autoproxy.cache.manifest import Manifest
 
 Scorer = Callable[[nn.Module, torch.Tensor, torch.Tensor], float]
 Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], Iterable[Any]]   # like the builtin ``map``, in order
@@ -62,6 +65,13 @@ class Setup:
     batch_size: int = 64
     width: int | None = None
     depth: int | None = None
+
+    @classmethod
+    def of_cache(cls, manifest: "Manifest") -> "Setup":
+        """The networks and batch a cache was built with: the draw (seed, seed) reproduces its entries."""
+        settings = manifest.settings
+        return cls(settings.space, settings.num_classes, manifest.data_path, noise=settings.noise,
+                   batch_size=settings.batch_size, width=settings.width, depth=settings.depth)
 
     def minibatch(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of ``seed``; labels beyond the networks' classes are a ``DataError``."""

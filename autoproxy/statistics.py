@@ -138,6 +138,9 @@ _Keep = tuple[torch.Tensor | None, torch.Tensor | None]     # channel and positi
 # The activation tensors and the group that emits each.
 _ACTIVATION_KEYS = {"act_out": "activations", "grad_act_out": "gradients", "act_in": "activations",
                     "grad_act_in": "gradients"}
+# What a cache's ``max_channels``/``max_positions`` sketch subsamples: a formula reading one of these
+# is scored on a cache from a seeded subset of channels and positions (an estimate; fisher is one).
+SKETCHED_KEYS = frozenset(_ACTIVATION_KEYS)
 
 
 @dataclass

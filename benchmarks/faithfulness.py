@@ -6,8 +6,13 @@ the file's score for the same archs, and Δρ = ours − file. Scores come from 
 (equal to the direct implementations, see tests/test_primitives_reference.py); ``--direct`` runs the
 registry's direct implementations instead.
 
+A cache stores activations and their gradients sketched (``max_channels`` × ``max_positions``, 8 × 8
+by default), so from a cache a proxy that reads them (fisher) is an estimate, marked as such;
+``--exact-sketched`` recomputes those directly on each arch, built and fed as the cache built it.
+
     python benchmarks/faithfulness.py [--limit N] [--task cifar10|cifar100|both] [--batch real|noise|both]
     python benchmarks/faithfulness.py --cache caches/nb301-cifar10     # every arch of a built cache, in seconds
+    python benchmarks/faithfulness.py --cache DIR --exact-sketched     # and fisher exactly (one pass per arch)
     python benchmarks/faithfulness.py --smoke [--cache DIR]             # 3 archs, batch 8, real batch (or DIR), for CI
 """
 from __future__ import annotations
@@ -25,8 +30,10 @@ from autoproxy.data import load_minibatch
 from autoproxy.proxies import reference_proxy
 from autoproxy.settings import shared_path
 from autoproxy.spaces import get_space
-from autoproxy.statistics import compute_statistics
+from autoproxy.stability import Setup
+from autoproxy.statistics import SKETCHED_KEYS, compute_statistics
 from primitives.evaluate import Evaluator
+from primitives.leaves import statistics_read
 from primitives.packed import pack
 from primitives.reference import REFERENCE_EXPRESSIONS
 from primitives.tree import parse
@@ -64,11 +71,13 @@ def our_scores(record: ArchRecord, inputs: torch.Tensor, targets: torch.Tensor, 
 @click.option("--cache", "cache_dir", default=None,
               help="score a built cache's archs (any space; its batch) against its ground-truth file instead")
 @click.option("--benchmark", default=None, help="with --cache: the ground-truth file, if not where the cache recorded it")
+@click.option("--exact-sketched", is_flag=True,
+              help="with --cache: recompute the proxies that read sketched activations (fisher) directly")
 @click.option("--smoke", is_flag=True, help=SMOKE_HELP)
 def main(limit: int | None, task: str, batch_kind: str, batch_size: int, direct: bool, seed: int,
-         cache_dir: str | None, benchmark: str | None, smoke: bool) -> None:
+         cache_dir: str | None, benchmark: str | None, exact_sketched: bool, smoke: bool) -> None:
     if cache_dir:
-        compare_on_cache(cache_dir, benchmark)
+        compare_on_cache(cache_dir, benchmark, exact_sketched)
         return
     if smoke:
         limit, batch_size, batch_kind = FEW_ARCHS, TINY_NET["batch_size"], "real"
@@ -88,20 +97,33 @@ def main(limit: int | None, task: str, batch_kind: str, batch_size: int, direct:
             print_table({name: [scores[name] for scores in ours] for name in EXPRESSIONS}, records)
 
 
-def print_table(ours: dict[str, list[float]], records: list[ArchRecord]) -> None:
-    """ρ of our scores and of the file's scores with accuracy, per proxy, on the same archs."""
+def print_table(ours: dict[str, list[float]], records: list[ArchRecord], sources: dict[str, str] | None = None) -> None:
+    """ρ of our scores and of the file's scores with accuracy, per proxy, on the same archs; ρ between
+    ours and the file's (how alike the two rank the archs); where each of ours came from, when not
+    every one was computed alike."""
     accuracies = [record.accuracy for record in records]
-    print(f"{'proxy':10s} {'rho_ours':>9s} {'rho_file':>9s} {'delta':>7s}")
+    print(f"{'proxy':10s} {'rho_ours':>9s} {'rho_file':>9s} {'delta':>7s} {'rho(ours,file)':>15s}"
+          + ("  ours from" if sources else ""))
     for name, scores in ours.items():
-        mine = spearman(scores, accuracies)
-        theirs = spearman([r.scores.get(name, float("nan")) for r in records], accuracies)
-        flag = " !" if name in TARGETED and not abs(mine - theirs) <= TARGET_DELTA else ""
-        print(f"{name:10s} {mine:9.3f} {theirs:9.3f} {mine - theirs:+7.3f}{flag}", flush=True)
+        file_scores = [r.scores.get(name, float("nan")) for r in records]
+        mine, theirs = spearman(scores, accuracies), spearman(file_scores, accuracies)
+        flag = " !" if name in TARGETED and not abs(mine - theirs) <= TARGET_DELTA else "  "
+        source = f"  {sources[name]}" if sources else ""
+        print(f"{name:10s} {mine:9.3f} {theirs:9.3f} {mine - theirs:+7.3f}{flag} {spearman(scores, file_scores):13.3f}"
+              f"{source}", flush=True)
 
 
-def compare_on_cache(directory: str, benchmark: str | None = None) -> None:
+def sketched_proxies(settings) -> list[str]:
+    """The proxies a cache can only estimate: their expressions read activations it stores sketched."""
+    if settings.max_channels is None and settings.max_positions is None:
+        return []
+    return [name for name, text in EXPRESSIONS.items() if statistics_read(parse(text)) & SKETCHED_KEYS]
+
+
+def compare_on_cache(directory: str, benchmark: str | None = None, exact_sketched: bool = False) -> None:
     """The reference expressions on every arch of a cache of any space (exact pack of its stored
-    statistics), against the scores of the ground-truth file it was built from (or ``benchmark``)."""
+    statistics), against the scores of the ground-truth file it was built from (or ``benchmark``);
+    the proxies reading sketched activations recomputed directly with ``exact_sketched``."""
     from autoproxy.cache import open_cache
 
     cache = open_cache(directory)
@@ -109,15 +131,27 @@ def compare_on_cache(directory: str, benchmark: str | None = None) -> None:
     path = benchmark or cache.manifest.benchmark_path
     by_key = {r.key: r for r in load_benchmark(path, space=settings.space, task=settings.task)}
     records = [by_key[key] for key in cache.keys]
+    sketch = f"{settings.max_channels}x{settings.max_positions}"
     print(f"{settings.task}, cache {directory} ({settings.space}, {'noise' if settings.noise else 'real'} batch, "
-          f"{len(records)} archs, {settings.dtype}, sketch {settings.max_channels}x{settings.max_positions})")
+          f"{len(records)} archs, {settings.dtype}, sketch {sketch})")
+    estimated = sketched_proxies(settings)
+    direct = estimated if exact_sketched else []
     scores: dict[str, list[float]] = {name: [] for name in EXPRESSIONS}
     for start in range(0, len(records), CHUNK):   # a score is per arch: chunks bound memory (NB301: 20 MB/arch)
         evaluator = Evaluator(pack(cache.load(list(cache.keys)[start:start + CHUNK])))
         for name, text in EXPRESSIONS.items():
-            scores[name] += evaluator.values(parse(text)).double().tolist()
-    print_table(scores, records)
-
+            if name not in direct:
+                scores[name] += evaluator.values(parse(text)).double().tolist()
+    if direct:
+        setup = Setup.of_cache(cache.manifest)
+        inputs, targets = setup.minibatch(settings.seed)
+        for key in cache.keys:
+            model = setup.network(key, settings.seed, inputs.shape[1])
+            for name in direct:
+                scores[name].append(reference_proxy(name)(model, inputs, targets))
+    sources = {name: "direct (exact)" if name in direct else f"cache, {sketch} sketch (estimate)" if name in estimated
+               else "cache" for name in EXPRESSIONS}
+    print_table(scores, records, sources if estimated else None)
 
 if __name__ == "__main__":
     main()

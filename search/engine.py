@@ -26,6 +26,7 @@ import numpy as np
 from search import expressions
 from search.config import SearchConfig
 from search.diversity import behaviour, near_duplicates, probe_positions
+from search.environment import current_environment
 from search.executor import Executor
 from search.fitness_cache import FitnessCache
 from search.fitness import aggregate, draw_subsets, kendall_tau, spearman_rho, subset_fitness
@@ -384,5 +385,6 @@ class Engine:
                 task.name: {"kendall": k, "spearman": s} for task, (k, s) in zip(self.tasks, test)}
             result["transfer"] = self._transfer(chosen["expression"])
             result["stability"] = stability_report(chosen["expression"], self.tasks, self.config, self.executor)
+        result["environment"] = current_environment()
         self.store.write_result(result)
         return result

@@ -62,8 +62,7 @@ def _task_stability(expression: str, task: Task, grid: Grid, executor: Executor)
     if missing or len(keys) < 2:
         return {"skipped": missing or f"{len(keys)} test archs; the stability report needs 2"}
     settings = manifest.settings
-    setup = Setup(settings.space, settings.num_classes, manifest.data_path, noise=settings.noise,
-                  batch_size=settings.batch_size, width=settings.width, depth=settings.depth)
+    setup = Setup.of_cache(manifest)
     scorer = ExpressionScorer(expression, settings.sub_batches, settings.max_channels, settings.max_positions,
                               settings.seed)
     report = measure_stability(scorer, setup, keys, task.accuracy_of("test"), grid, mapper=executor.map).to_json()

@@ -5,6 +5,7 @@ audited by anything.
 Layout of ``<out>/<name>/``::
 
     config.json         resolved SearchConfig
+    environment.json    Python and package versions the run started with (search.environment)
     log.jsonl           one line per completed generation
     evaluations.jsonl   one line per distinct canonical form ever evaluated (the fitness cache)
     hall_of_fame.json   the Pareto front so far (best train fitness per complexity, validation scored)
@@ -24,6 +25,7 @@ from typing import Any, Iterable, Iterator
 from autoproxy.atomic import write_atomic
 from autoproxy.errors import ConfigError
 from search.config import SearchConfig, config_from_dict
+from search.environment import current_environment
 
 CHECKPOINT_VERSION = 3  # 3: the hall of fame keeps the best formula per complexity
 
@@ -64,6 +66,10 @@ class RunStore:
         return self.directory / "config.json"
 
     @property
+    def environment_path(self) -> Path:
+        return self.directory / "environment.json"
+
+    @property
     def log_path(self) -> Path:
         return self.directory / "log.jsonl"
 
@@ -84,6 +90,11 @@ class RunStore:
         for stale in (self.log_path, self.journal_path, self.hall_of_fame_path, self.result_path):
             stale.unlink(missing_ok=True)
         _write_json(self.config_path, config.to_dict())
+        _write_json(self.environment_path, current_environment())
+
+    def read_environment(self) -> dict[str, Any] | None:
+        """environment.json, or None for a run made before runs recorded it."""
+        return json.loads(self.environment_path.read_text()) if self.environment_path.is_file() else None
 
     def read_config_dict(self) -> dict[str, Any]:
         """config.json as stored (JSON), unvalidated: for readers that only report on a run."""

@@ -153,10 +153,11 @@ def cli(*args: str) -> tuple[int, str]:
 
 
 def test_inspect_lists_the_pareto_front_with_all_scores(run_dir):
-    from autoproxy.inspect_run import inspect_run
+    from autoproxy.inspect_run import format_table, inspect_run
 
     report = inspect_run(run_dir)
     assert report.rows
+    assert format_table(report).splitlines()[2].startswith("found with python ")
     complexities = [row.candidate.complexity for row in report.rows]
     fitness = [row.candidate.train_fitness for row in report.rows]
     assert complexities == sorted(complexities) and fitness == sorted(fitness)
@@ -196,6 +197,7 @@ def test_inspect_shows_and_marks_the_chosen_formula_off_the_front(off_front_run)
     lines = table.splitlines()
     assert lines[1] == ("* chosen on validation (result.json; validation fitness +0.900), "
                         "not on the Pareto front, shown after it")
+    assert lines[2] == "found with an unrecorded environment (a run older than environment.json)"
     marked = [number for number, line in enumerate(lines) if line.startswith("* [")]
     assert len(marked) == 1 and lines[marked[0]].startswith("* [off the front] complexity ")
     report = inspect_run(off_front_run)

@@ -140,6 +140,23 @@ def test_resume_refuses_to_change_what_the_run_finds(tmp_path, reference_run):
     assert code == 2 and "seed" in output
 
 
+def test_a_run_records_its_environment_and_a_resume_elsewhere_says_what_changed(tmp_path, config_file):
+    from search.environment import current_environment
+
+    code, output = search("--config", config_file, "--out", str(tmp_path), "--name", "moved", "--generations", "1")
+    assert code == 0, output
+    run = tmp_path / "moved"
+    assert read(run, "environment.json") == current_environment() == read(run, "result.json")["environment"]
+    code, output = search("--resume", str(run), "--generations", "2")
+    assert code == 0 and "another environment" not in output
+    started = current_environment()
+    started["packages"]["sympy"] = "1.0"
+    (run / "environment.json").write_text(json.dumps(started))
+    code, output = search("--resume", str(run), "--generations", "3")
+    assert code == 0, output
+    assert f"started in another environment (sympy 1.0 -> {current_environment()['packages']['sympy']})" in output
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     import ray

@@ -45,6 +45,7 @@ def search_command(config_name, caches, transfer_caches, time_budget, generation
     if resume_dir:
         directory = Path(resume_dir)
         config = resume_config(directory, overrides)
+        _warn_if_environment_changed(directory)
     else:
         if not config_name:
             raise ConfigError("pass --config NAME_OR_FILE (or --resume RUN_DIR)")
@@ -82,3 +83,16 @@ def search_command(config_name, caches, transfer_caches, time_budget, generation
         click.echo(f"transfer {task}: {figures} ({values['archs']} archs no search saw)")
     for task, report in (outcome.result.get("stability") or {}).items():
         click.echo(f"stability {task}: {report.get('skipped') or summary_line(report)}")
+
+
+def _warn_if_environment_changed(directory: Path) -> None:
+    """One stderr line when a run is resumed with other package versions than it started with: the
+    resumed part may not retrace what an uninterrupted run would have done."""
+    from search.environment import current_environment, environment_changes
+    from search.store import RunStore
+
+    recorded = RunStore(directory).read_environment()
+    changes = [] if recorded is None else environment_changes(recorded, current_environment())
+    if changes:
+        click.echo(f"warning: {directory} was started in another environment ({'; '.join(changes)}); "
+                   "the resumed run may differ from an uninterrupted one", err=True)
