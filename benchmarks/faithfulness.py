@@ -31,12 +31,12 @@ from autoproxy.proxies import reference_proxy
 from autoproxy.settings import shared_path
 from autoproxy.spaces import get_space
 from autoproxy.stability import Setup
-from autoproxy.statistics import SKETCHED_KEYS, compute_statistics
+from autoproxy.statistics import compute_statistics
 from primitives.evaluate import Evaluator
-from primitives.leaves import statistics_read
 from primitives.packed import pack
 from primitives.reference import REFERENCE_EXPRESSIONS
 from primitives.tree import parse
+from search.expressions import reads_sketched_activations
 
 EXPRESSIONS = {"params": "net_params", "flops": "net_flops", **REFERENCE_EXPRESSIONS}
 
@@ -117,7 +117,7 @@ def sketched_proxies(settings) -> list[str]:
     """The proxies a cache can only estimate: their expressions read activations it stores sketched."""
     if settings.max_channels is None and settings.max_positions is None:
         return []
-    return [name for name, text in EXPRESSIONS.items() if statistics_read(parse(text)) & SKETCHED_KEYS]
+    return [name for name, text in EXPRESSIONS.items() if reads_sketched_activations(text)]
 
 
 def compare_on_cache(directory: str, benchmark: str | None = None, exact_sketched: bool = False) -> None:

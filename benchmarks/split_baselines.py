@@ -25,10 +25,14 @@ def report(cache: str, config_name: str) -> None:
     task = load_task(cache, 0, config.split_fractions, config.splits_seed)
     scorer, accuracy = task.scorer("test"), task.accuracy_of("test")
     print(f"{config_name}: test split of {len(accuracy)} archs (split seed {config.splits_seed}), cache {cache}")
+    settings = task.cache.manifest.settings
+    sketched = settings.max_channels is not None or settings.max_positions is not None
     print(f"{'proxy':22s} {'spearman':>9s} {'kendall':>9s}")
     for name, text in {**BASELINES, **expressions.reference_expressions()}.items():
         rho, tau = correlations(text, scorer, accuracy)
-        print(f"{name:22s} {rho:+9.4f} {tau:+9.4f}")
+        estimate = "  (from the cache's activation sketch: an estimate)" if (
+            sketched and expressions.reads_sketched_activations(text)) else ""
+        print(f"{name:22s} {rho:+9.4f} {tau:+9.4f}{estimate}")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from autoproxy.rank_metrics import undefined_last
+from autoproxy.statistics import SKETCHED_KEYS
 from primitives.evaluate import Evaluator
 from primitives.leaves import statistics_read as leaves_read
 from primitives.packed import SEARCH_SKETCH
@@ -115,6 +116,12 @@ def arch_value(tree: Any, statistics: Any) -> float:
 def statistics_read(tree: Any) -> frozenset[str]:
     """The statistics keys the formula reads (``compute_statistics(needs=...)`` skips the other passes)."""
     return leaves_read(tree)
+
+
+def reads_sketched_activations(text: str) -> bool:
+    """Whether a formula reads the activations a cache stores sketched, so that its score from a
+    sketched cache estimates the unsketched one (fisher is the reference proxy concerned)."""
+    return bool(leaves_read(parse(text)) & SKETCHED_KEYS)
 
 
 def _raw_values(tree: Any, scorer: Any) -> np.ndarray | None:
