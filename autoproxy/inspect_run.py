@@ -141,8 +141,7 @@ def _task_scores(tree: Any, task: Task) -> TaskScores | None:
         accuracy = task.accuracy_of(split)
         correlations[split] = (float(kendall_tau(scores, accuracy)), float(spearman_rho(scores, accuracy)))
     # scores and accuracy are now the test split's (the last of SPLITS)
-    packed = task.scorer("test").packed
-    size = {name: packed.net_scalars[name].double().cpu().numpy() for name in ("params", "flops")}
+    size = {name: task.scorer("test").net_scalar(name) for name in ("params", "flops")}
     ks = applicable_k(len(scores))
     return TaskScores(
         correlations=correlations, undefined=undefined,

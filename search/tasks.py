@@ -38,10 +38,10 @@ class Task:
         return self.accuracy[getattr(self.splits, split)]
 
     def scorer(self, split: str) -> Any:
-        """An evaluator over the validation or test split, loaded and packed on first use."""
+        """Exact values over a whole split (``expressions.SplitScorer``), loaded and packed on first use."""
         if split not in self._scorers:
             keys = [self.keys[i] for i in getattr(self.splits, split)]
-            self._scorers[split] = expressions.evaluator(expressions.pack(self.cache.load(keys)))
+            self._scorers[split] = expressions.SplitScorer(self.cache.load, keys)
         return self._scorers[split]
 
 

@@ -73,3 +73,22 @@ def test_the_final_report_scores_transfer_caches_on_unseen_archs_only(twin_cache
     assert transfer["archs"] == len(task.splits.test)
     assert (transfer["kendall"], transfer["spearman"]) == pytest.approx(
         (result["test"][task.name]["kendall"], result["test"][task.name]["spearman"]))
+
+
+def test_a_split_scored_in_chunks_has_the_values_of_one_pack(twin_caches, monkeypatch):
+    """Large splits are packed in chunks to bound memory; a value reads one arch, so chunks change none."""
+    import torch
+
+    from search import expressions
+
+    task = load_tasks(twin_caches[:1], (0.5, 0.25, 0.25), seed=3, pack_train=False)[0]
+    keys = [task.keys[i] for i in task.splits.train]
+    whole = expressions.SplitScorer(task.cache.load, keys)
+    monkeypatch.setattr(expressions, "REPORT_CHUNK", 3)
+    chunked = expressions.SplitScorer(task.cache.load, keys)
+    assert len(whole.parts) == 1 and len(chunked.parts) == -(-len(keys) // 3) > 1
+    for text in ("net_params", "net_sum(eig_min(relu_kernel))", "logdet(net_ksum(mul(relu_kernel, input_post_relu)))",
+                 "net_sum(mul(node_sum(mean_batch(square(sum_pos(mul(act_out, grad_act_out))))), mul(fan_in, 0.5)))"):
+        tree = expressions.parse(text)
+        assert torch.equal(chunked.values(tree), whole.values(tree)), text
+    assert np.array_equal(chunked.net_scalar("flops"), whole.net_scalar("flops"))
