@@ -140,7 +140,7 @@ def report(args: argparse.Namespace, base: SearchConfig) -> None:
     picks: dict[str, list[Pick]] = {label: [] for label in [*rules, "previous pick"]}
     references = []
     for seed in args.seeds:
-        (task,) = load_tasks(caches[:1], base.split_fractions, base.replace(seed=seed).splits_seed)
+        (task,) = load_tasks(caches[:1], base.split_fractions, base.replace(seed=seed).splits_seed, pack_train=False)
         if seed == args.seeds[0]:
             fitness_cost(len(task.splits.train), base.metric)
         seen = seen_archs([task])

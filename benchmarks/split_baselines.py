@@ -22,7 +22,7 @@ BASELINES = {"params": "net_params", "flops": "net_flops", "depth (num_nodes)": 
 
 def report(cache: str, config_name: str) -> None:
     config = load_config(config_name)
-    task = load_task(cache, 0, config.split_fractions, config.splits_seed)
+    task = load_task(cache, 0, config.split_fractions, config.splits_seed, pack_train=False)
     scorer, accuracy = task.scorer("test"), task.accuracy_of("test")
     print(f"{config_name}: test split of {len(accuracy)} archs (split seed {config.splits_seed}), cache {cache}")
     settings = task.cache.manifest.settings
