@@ -115,7 +115,7 @@ def print_table(ours: dict[str, list[float]], records: list[ArchRecord], sources
 
 def sketched_proxies(settings) -> list[str]:
     """The proxies a cache can only estimate: their expressions read activations it stores sketched."""
-    if settings.max_channels is None and settings.max_positions is None:
+    if not settings.sketched:
         return []
     return [name for name, text in EXPRESSIONS.items() if reads_sketched_activations(text)]
 

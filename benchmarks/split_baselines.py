@@ -25,8 +25,7 @@ def report(cache: str, config_name: str) -> None:
     task = load_task(cache, 0, config.split_fractions, config.splits_seed, pack_train=False)
     scorer, accuracy = task.scorer("test"), task.accuracy_of("test")
     print(f"{config_name}: test split of {len(accuracy)} archs (split seed {config.splits_seed}), cache {cache}")
-    settings = task.cache.manifest.settings
-    sketched = settings.max_channels is not None or settings.max_positions is not None
+    sketched = task.cache.manifest.settings.sketched
     print(f"{'proxy':22s} {'spearman':>9s} {'kendall':>9s}")
     for name, text in {**BASELINES, **expressions.reference_expressions()}.items():
         rho, tau = correlations(text, scorer, accuracy)

@@ -42,6 +42,11 @@ class CacheSettings:
     statistics_version: int = 1  # autoproxy.statistics.STATISTICS_VERSION at build time (1 if unrecorded)
     device: str = "cpu"          # where the networks ran ("cuda" rounds differently; older caches: cpu)
 
+    @property
+    def sketched(self) -> bool:
+        """Whether activations and their gradients are stored on a subset of channels or positions."""
+        return self.max_channels is not None or self.max_positions is not None
+
 
 @dataclass(frozen=True)
 class Entry:
