@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from autoproxy.errors import RunError
-from autoproxy.rank_metrics import applicable_k, best_ranking_at_k, count_undefined, precision_at_k
+from autoproxy.rank_metrics import applicable_k, best_ranking_at_k, precision_at_k
 from search.environment import describe_environment
 
 if TYPE_CHECKING:
@@ -117,39 +117,37 @@ def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
     return front_of(candidates, lambda c: c.complexity, lambda c: c.train_fitness, lambda c: c.index)
 
 
-def _split_scores(tree: Any, task: Task, split: str) -> tuple[np.ndarray, int] | None:
-    """Per-arch scores on one split by the search's report rule (undefined archs rank last) and how
-    many archs were undefined; None where the search voids the split (undefined or constant on it)."""
-    from search.expressions import report_scores
-
-    scorer = task.scorer(split)
-    scores = report_scores(tree, scorer)
-    if scores is None:
-        return None
-    return scores, count_undefined(scorer.values(tree).cpu().numpy())   # values are memoised: no re-evaluation
-
-
-def _task_scores(tree: Any, task: Task) -> TaskScores | None:
+def _scores_on_task(trees: list[Any], task: Task) -> list[TaskScores | None]:
+    """Every formula on one task by the search's report rule (undefined archs rank last), split by split:
+    each split streams through once for all formulas, one chunk loaded at a time (the three exact
+    splits of the 507-arch NB301 cache are 20 GB of packs). None for a formula the search voids on some
+    split (undefined or constant there)."""
+    from search.expressions import SplitScorer, report_rule
     from search.fitness import kendall_tau, spearman_rho
 
-    correlations, undefined = {}, {}
+    outcomes = {}
     for split in SPLITS:
-        split_scores = _split_scores(tree, task, split)
-        if split_scores is None:
-            return None
-        scores, undefined[split] = split_scores
-        accuracy = task.accuracy_of(split)
-        correlations[split] = (float(kendall_tau(scores, accuracy)), float(spearman_rho(scores, accuracy)))
-    # scores and accuracy are now the test split's (the last of SPLITS)
-    size = {name: task.scorer("test").net_scalar(name) for name in ("params", "flops")}
-    ks = applicable_k(len(scores))
-    return TaskScores(
-        correlations=correlations, undefined=undefined,
-        params_rho=float(spearman_rho(scores, size["params"])),
-        flops_rho=float(spearman_rho(scores, size["flops"])),
-        precision={k: precision_at_k(scores, accuracy, k) for k in ks},
-        best_ranking={k: best_ranking_at_k(scores, accuracy, k) for k in ks},
-        test_scores=scores, test_accuracy=accuracy)
+        scorer = SplitScorer(task.cache.load, task.split_keys(split), resident_bytes=0)
+        outcomes[split] = [report_rule(values) for values in scorer.values_of(trees)]
+    size = {name: scorer.net_scalar(name) for name in ("params", "flops")}   # the test split's, recorded as it streamed
+    accuracy = {split: task.accuracy_of(split) for split in SPLITS}
+    rows: list[TaskScores | None] = []
+    for position in range(len(trees)):
+        if any(outcomes[split][position][0] is None for split in SPLITS):
+            rows.append(None)
+            continue
+        scores = {split: outcomes[split][position][0] for split in SPLITS}
+        ks = applicable_k(len(scores["test"]))
+        rows.append(TaskScores(
+            correlations={split: (float(kendall_tau(scores[split], accuracy[split])),
+                                  float(spearman_rho(scores[split], accuracy[split]))) for split in SPLITS},
+            undefined={split: outcomes[split][position][1] for split in SPLITS},
+            params_rho=float(spearman_rho(scores["test"], size["params"])),
+            flops_rho=float(spearman_rho(scores["test"], size["flops"])),
+            precision={k: precision_at_k(scores["test"], accuracy["test"], k) for k in ks},
+            best_ranking={k: best_ranking_at_k(scores["test"], accuracy["test"], k) for k in ks},
+            test_scores=scores["test"], test_accuracy=accuracy["test"]))
+    return rows
 
 
 def _journal_candidate(expression: str, candidates: list[Candidate], directory: Path) -> Candidate:
@@ -161,15 +159,19 @@ def _journal_candidate(expression: str, candidates: list[Candidate], directory: 
 
 
 def _chosen_note(result: dict[str, Any], row: Row) -> str:
-    """What the chosen mark means, with result.json's validation fitness, the choice's figures (runs
-    that chose by the one-standard-error rule) and where the row is shown."""
+    """What the chosen mark means, with result.json's validation fitness (the search's metric), the
+    choice's figures in its own metric (runs that chose by the one-standard-error rule) and where the
+    row is shown."""
     validation = result["chosen"].get("validation_fitness")
     where = "not on the Pareto front, shown after it" if row.number is None else f"Pareto-front row {row.number}"
     choice = result.get("choice")
-    rule = ("" if choice is None else f"; the simplest within one paired standard error of the best "
-            f"{_number(choice['best_validation'])}: gap {choice['gap']:.3f} < {choice['gap_standard_error']:.3f}")
-    if choice is not None and choice["gap"] == 0:
-        rule = "; the best on validation (no simpler member within one paired standard error)"
+    rule = ""
+    if choice is not None:
+        metric = "ρ" if choice["metric"] == "spearman" else "τ"
+        rule = (f"; by validation {metric} {_number(choice['chosen_validation'])}, " +
+                ("the best (no simpler member within one paired standard error)" if choice["gap"] == 0 else
+                 f"the simplest within one paired standard error of the best {_number(choice['best_validation'])}: "
+                 f"gap {choice['gap']:.3f} < {choice['gap_standard_error']:.3f}"))
     return f"chosen on validation (result.json; validation fitness {_number(validation)}{rule}), {where}"
 
 
@@ -191,22 +193,26 @@ def inspect_run(directory: str | Path) -> RunReport:
     tasks = load_tasks(config["caches"], tuple(config["split_fractions"]),
                        config_from_dict(config, str(store.config_path)).splits_seed, pack_train=False)
 
-    def row(number: int | None, candidate: Candidate) -> Row:
-        tree = parse(candidate.expression)
-        return Row(number, candidate, simplified_text(tree), simplified_latex(tree),
-                   {task.name: _task_scores(tree, task) for task in tasks})
-
     front = pareto_front(candidates)
-    rows = [row(number, candidate) for number, candidate in enumerate(front, start=1)]
     result = _reading(store.result_path, store.read_result)
     environment = _reading(store.environment_path, store.read_environment)
     chosen_record = (result or {}).get("chosen")
-    if chosen_record is None:
+    chosen = None if chosen_record is None else _journal_candidate(chosen_record["expression"], candidates, directory)
+    shown: list[tuple[int | None, Candidate]] = list(enumerate(front, start=1))
+    if chosen is not None and not any(candidate is chosen for candidate in front):
+        shown.append((None, chosen))
+    trees = [parse(candidate.expression) for _, candidate in shown]
+    scores = {task.name: _scores_on_task(trees, task) for task in tasks}
+    rows = [Row(number, candidate, simplified_text(tree), simplified_latex(tree),
+                {name: per_task[position] for name, per_task in scores.items()})
+            for position, ((number, candidate), tree) in enumerate(zip(shown, trees))]
+    if chosen is None:
         note = NO_RESULT_NOTE if result is None else NOTHING_CHOSEN_NOTE
         return RunReport(directory, config, log, candidates, rows, None, note, environment)
-    candidate = _journal_candidate(chosen_record["expression"], candidates, directory)
-    chosen = next((r for r in rows if r.candidate is candidate), None) or row(None, candidate)
-    return RunReport(directory, config, log, candidates, rows, chosen, _chosen_note(result, chosen), environment)
+    chosen_row = next(row for row in rows if row.candidate is chosen)
+    front_rows = [row for row in rows if row.number is not None]
+    return RunReport(directory, config, log, candidates, front_rows, chosen_row, _chosen_note(result, chosen_row),
+                     environment)
 
 
 # ---------------------------------------------------------------- text

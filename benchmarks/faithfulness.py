@@ -32,16 +32,13 @@ from autoproxy.settings import shared_path
 from autoproxy.spaces import get_space
 from autoproxy.stability import Setup
 from autoproxy.statistics import compute_statistics
-from primitives.evaluate import Evaluator
-from primitives.packed import pack
 from primitives.reference import REFERENCE_EXPRESSIONS
 from primitives.tree import parse
-from search.expressions import reads_sketched_activations
+from search.expressions import SplitScorer, arch_value, reads_sketched_activations
 
 EXPRESSIONS = {"params": "net_params", "flops": "net_flops", **REFERENCE_EXPRESSIONS}
 
 TARGET_DELTA = 0.05
-CHUNK = 64   # archs packed at once by --cache
 TARGETED = ("params", "flops", "synflow", "nwot", "snip", "grad_norm")
 
 
@@ -57,8 +54,8 @@ def our_scores(record: ArchRecord, inputs: torch.Tensor, targets: torch.Tensor, 
     model = get_space("nb201").build(record.key, num_classes=num_classes)
     if direct:
         return {name: reference_proxy(name)(model, inputs, targets) for name in EXPRESSIONS}
-    evaluator = Evaluator(pack([compute_statistics(model, inputs, targets)]))
-    return {name: float(evaluator.values(parse(text))[0]) for name, text in EXPRESSIONS.items()}
+    statistics = compute_statistics(model, inputs, targets)
+    return {name: arch_value(parse(text), statistics) for name, text in EXPRESSIONS.items()}
 
 
 @click.command()
@@ -137,11 +134,10 @@ def compare_on_cache(directory: str, benchmark: str | None = None, exact_sketche
     estimated = sketched_proxies(settings)
     direct = estimated if exact_sketched else []
     scores: dict[str, list[float]] = {name: [] for name in EXPRESSIONS}
-    for start in range(0, len(records), CHUNK):   # a score is per arch: chunks bound memory (NB301: 20 MB/arch)
-        evaluator = Evaluator(pack(cache.load(list(cache.keys)[start:start + CHUNK])))
-        for name, text in EXPRESSIONS.items():
-            if name not in direct:
-                scores[name] += evaluator.values(parse(text)).double().tolist()
+    from_cache = [name for name in EXPRESSIONS if name not in direct]
+    streamed = SplitScorer(cache.load, cache.keys, resident_bytes=0)   # one pass, a chunk at a time (NB301: 39 MB/arch)
+    for name, values in zip(from_cache, streamed.values_of([parse(EXPRESSIONS[name]) for name in from_cache])):
+        scores[name] = [math.nan] * len(records) if values is None else values.tolist()
     if direct:
         setup = Setup.of_cache(cache.manifest)
         inputs, targets = setup.minibatch(settings.seed)

@@ -67,10 +67,12 @@ def reference_expressions() -> dict[str, str]:
     return dict(REFERENCE_EXPRESSIONS)
 
 
-def pack(statistics: Sequence[Any], *, sketch: bool = False) -> Any:
+def pack(statistics: Sequence[Any], *, sketch: bool = False, release: bool = False) -> Any:
     """Many archs' ``NetworkStatistics`` → one ``PackedStatistics`` the evaluator scores at once;
-    ``sketch`` applies the search-time sketches (train fitness), exact otherwise (validation, test)."""
-    return pack_statistics(list(statistics), **(SEARCH_SKETCH if sketch else {}))
+    ``sketch`` applies the search-time sketches (train fitness), exact otherwise (validation, test).
+    ``release`` empties the statistics' per-weight tensors as they are packed (a caller that loaded
+    them for this pack only never holds both copies: NB301's 304 train archs are 12 GB unpacked)."""
+    return pack_statistics(list(statistics), release=release, **(SEARCH_SKETCH if sketch else {}))
 
 
 def evaluator(packed: Any) -> Any:
@@ -80,29 +82,57 @@ def evaluator(packed: Any) -> Any:
 
 # A split larger than this is packed and scored in chunks of this many archs (see ``SplitScorer``).
 REPORT_CHUNK = 128
+# Packs a ``SplitScorer`` keeps between calls; chunks beyond it are loaded again on every call.
+RESIDENT_BYTES = 8 << 30
 
 
 class SplitScorer:
-    """Exact per-arch values over a whole split, packed in chunks of at most ``REPORT_CHUNK`` archs:
-    loading never holds the unpacked float32 statistics of more than one chunk beside the packs (the
-    train split of the 507-arch NB301 cache is 12 GB of them; packed whole it needed twice that).
-    A formula's value of an arch reads that arch only, so chunks change no value; a split of at most
-    ``REPORT_CHUNK`` archs is one pack, as before."""
+    """Exact per-arch values over a whole split, packed in chunks of at most ``REPORT_CHUNK`` archs.
+    Chunks stay loaded while their packs fit in ``resident_bytes`` (the search scores its validation
+    split every generation); the rest stream: each call loads such a chunk, scores every formula asked
+    of it there and drops it, so a call holds at most one streamed chunk (the train split of the
+    507-arch NB301 cache is 12 GB of packs). A formula's value of an arch reads that arch only, so
+    chunks change no value. Ask for many formulas in one ``values_of`` call to read a streamed split once."""
 
-    def __init__(self, load: Callable[[list[str]], Sequence[Any]], keys: Sequence[str]) -> None:
+    def __init__(self, load: Callable[[list[str]], Sequence[Any]], keys: Sequence[str],
+                 resident_bytes: int = RESIDENT_BYTES) -> None:
         keys = list(keys)
-        self.parts = [evaluator(pack(load(keys[start:start + REPORT_CHUNK])))
-                      for start in range(0, len(keys), REPORT_CHUNK)]
+        self.load = load
+        self.chunks = [keys[start:start + REPORT_CHUNK] for start in range(0, len(keys), REPORT_CHUNK)]
+        self.resident_bytes = resident_bytes
+        self.resident: dict[int, Any] = {}
+        self.scalars: dict[int, dict[str, np.ndarray]] = {}   # network scalars, kept for every chunk seen
 
-    def values(self, tree: Any) -> Any:
-        """Per-arch values (``Evaluator.values``) over the whole split, in key order."""
-        import torch
+    def _part(self, chunk: int) -> Any:
+        """The evaluator of one chunk: the resident one, or a fresh pack (kept if it fits the budget)."""
+        if chunk in self.resident:
+            return self.resident[chunk]
+        part = evaluator(pack(self.load(self.chunks[chunk]), release=True))
+        self.scalars[chunk] = {name: value.double().cpu().numpy() for name, value in part.packed.net_scalars.items()}
+        held = sum(resident.packed.nbytes() for resident in self.resident.values())
+        if held + part.packed.nbytes() <= self.resident_bytes:
+            self.resident[chunk] = part
+        return part
 
-        return torch.cat([part.values(tree) for part in self.parts])
+    def values_of(self, trees: Sequence[Any]) -> list[np.ndarray | None]:
+        """Each formula's raw per-arch values over the whole split, in key order (None where linear
+        algebra or a domain check gives up on some chunk); every chunk is read once for all formulas."""
+        pieces: list[list[np.ndarray] | None] = [[] for _ in trees]
+        for chunk in range(len(self.chunks)):
+            part = self._part(chunk)
+            for position, tree in enumerate(trees):
+                if pieces[position] is not None:
+                    values = _evaluator_values(tree, part)
+                    pieces[position] = None if values is None else [*pieces[position], values]
+            del part   # a streamed chunk is freed before the next one loads
+        return [None if values is None else np.concatenate(values) for values in pieces]
 
     def net_scalar(self, name: str) -> np.ndarray:
         """A network-level scalar statistic (``params``, ``flops``) of every arch, in key order."""
-        return np.concatenate([part.packed.net_scalars[name].double().cpu().numpy() for part in self.parts])
+        for chunk in range(len(self.chunks)):
+            if chunk not in self.scalars:
+                self._part(chunk)
+        return np.concatenate([self.scalars[chunk][name] for chunk in range(len(self.chunks))])
 
 
 def score_tree(tree: Any, scorer: Any) -> Outcome:
@@ -113,17 +143,16 @@ def score_tree(tree: Any, scorer: Any) -> Outcome:
     return result.scores.detach().cpu().double().numpy(), None
 
 
-def report_scores(tree: Any, scorer: Any) -> np.ndarray | None:
+def report_scores(tree: Any, scorer: SplitScorer) -> np.ndarray | None:
     """Per-arch scores for validation and the final report: an arch on which the formula is undefined
     (non-finite, e.g. a Jacobian correlation of a disconnected cell) ranks last, as a failed proxy
     does in NAS-Bench-Suite-Zero, instead of voiding the whole split. None if nothing is defined."""
-    return counted_report_scores(tree, scorer)[0]
+    return report_rule(scorer.values_of([tree])[0])[0]
 
 
-def counted_report_scores(tree: Any, scorer: Any) -> tuple[np.ndarray | None, int | None]:
-    """``report_scores`` and how many archs it ranked last for being undefined (every report says);
-    (None, None) when linear algebra gave up on the whole split."""
-    values = _raw_values(tree, scorer)
+def report_rule(values: np.ndarray | None) -> tuple[np.ndarray | None, int | None]:
+    """``report_scores`` of raw values (``SplitScorer.values_of``) and how many archs it ranked last for
+    being undefined (every report says); (None, None) when linear algebra gave up on the whole split."""
     if values is None:
         return None, None
     finite = np.isfinite(values)
@@ -136,7 +165,7 @@ def counted_report_scores(tree: Any, scorer: Any) -> tuple[np.ndarray | None, in
 def arch_value(tree: Any, statistics: Any) -> float:
     """The formula's raw value on one arch's statistics (nan where it is undefined; packed without the
     search-time sketch), for scoring freshly built networks as the stability report does."""
-    values = _raw_values(tree, evaluator(pack([statistics])))
+    values = _evaluator_values(tree, evaluator(pack([statistics])))
     return float("nan") if values is None else float(values[0])
 
 
@@ -151,12 +180,12 @@ def reads_sketched_activations(text: str) -> bool:
     return bool(leaves_read(parse(text)) & SKETCHED_KEYS)
 
 
-def _raw_values(tree: Any, scorer: Any) -> np.ndarray | None:
-    """The evaluator's raw per-arch values; None when linear algebra or a domain check gives up."""
+def _evaluator_values(tree: Any, part: Any) -> np.ndarray | None:
+    """One evaluator's raw per-arch values; None when linear algebra or a domain check gives up."""
     import torch
 
     try:
-        return scorer.values(tree).detach().cpu().double().numpy()
+        return part.values(tree).detach().cpu().double().numpy()
     except (RuntimeError, ValueError, torch.linalg.LinAlgError):
         return None
 

@@ -72,8 +72,12 @@ def run_search(config: SearchConfig, directory: Path, *, resume: bool = False, p
         store.write_config(config)
     else:
         store.create(config)
-    executor = make_executor(config.executor, [task.train_pack for task in tasks], workers=config.workers,
-                             address=config.ray_address, object_store_mb=config.object_store_mb)
+    packs = [task.train_pack for task in tasks]
+    for task in tasks:
+        task.train_pack = None   # the executor's copy is the run's only one (Ray's: in the object store)
+    executor = make_executor(config.executor, packs, workers=config.workers, address=config.ray_address,
+                             object_store_mb=config.object_store_mb)
+    del packs
     bar = _progress_bar(config, enabled=progress)
     listeners = [listener for listener in (bar.update_line if bar else None, on_generation) if listener]
 

@@ -40,9 +40,11 @@ class Task:
     def scorer(self, split: str) -> Any:
         """Exact values over a whole split (``expressions.SplitScorer``), loaded and packed on first use."""
         if split not in self._scorers:
-            keys = [self.keys[i] for i in getattr(self.splits, split)]
-            self._scorers[split] = expressions.SplitScorer(self.cache.load, keys)
+            self._scorers[split] = expressions.SplitScorer(self.cache.load, self.split_keys(split))
         return self._scorers[split]
+
+    def split_keys(self, split: str) -> list[str]:
+        return [self.keys[i] for i in getattr(self.splits, split)]
 
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -117,7 +119,8 @@ def _split_task(cache: Any, stream: int, fractions: tuple[float, float, float], 
     params = np.array([s.scalars["params"] for s in statistics], dtype=np.float64)
     return Task(name=Path(directory).name, space=cache.manifest.settings.space, cache=cache, keys=keys,
                 accuracy=accuracy, splits=splits,
-                train_pack=expressions.pack(statistics, sketch=sketch) if pack_train else None, train_params=params)
+                train_pack=expressions.pack(statistics, sketch=sketch, release=True) if pack_train else None,
+                train_params=params)
 
 
 def load_transfer(directory: str, seen: set[tuple[str, str]]) -> Task:

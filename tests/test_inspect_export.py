@@ -187,6 +187,11 @@ def test_inspect_scores_the_chosen_formula_as_the_search_reported_it(run_dir):
     assert report.chosen.candidate.expression == result["chosen"]["expression"]
     for task, scores in result["test"].items():
         assert report.chosen.tasks[task].correlations["test"] == pytest.approx((scores["kendall"], scores["spearman"]))
+    choice, metric = result["choice"], {"spearman": "ρ", "kendall": "τ"}[result["choice"]["metric"]]
+    # each figure of the note in its own metric: the fitness's, then the choice's
+    assert (f"validation fitness {result['chosen']['validation_fitness']:+.3f}; by validation {metric} "
+            f"{choice['chosen_validation']:+.3f}, the ") in report.chosen_note
+    assert (f"of the best {choice['best_validation']:+.3f}: gap" in report.chosen_note) == (choice["gap"] > 0)
 
 
 def test_inspect_shows_and_marks_the_chosen_formula_off_the_front(off_front_run):

@@ -76,19 +76,56 @@ def test_the_final_report_scores_transfer_caches_on_unseen_archs_only(twin_cache
 
 
 def test_a_split_scored_in_chunks_has_the_values_of_one_pack(twin_caches, monkeypatch):
-    """Large splits are packed in chunks to bound memory; a value reads one arch, so chunks change none."""
-    import torch
-
+    """Large splits are packed in chunks to bound memory, kept while they fit the budget and streamed
+    beyond it; a value reads one arch, so neither chunks nor streaming change one."""
     from search import expressions
 
     task = load_tasks(twin_caches[:1], (0.5, 0.25, 0.25), seed=3, pack_train=False)[0]
-    keys = [task.keys[i] for i in task.splits.train]
+    keys = task.split_keys("train")
     whole = expressions.SplitScorer(task.cache.load, keys)
     monkeypatch.setattr(expressions, "REPORT_CHUNK", 3)
     chunked = expressions.SplitScorer(task.cache.load, keys)
-    assert len(whole.parts) == 1 and len(chunked.parts) == -(-len(keys) // 3) > 1
-    for text in ("net_params", "net_sum(eig_min(relu_kernel))", "logdet(net_ksum(mul(relu_kernel, input_post_relu)))",
-                 "net_sum(mul(node_sum(mean_batch(square(sum_pos(mul(act_out, grad_act_out))))), mul(fan_in, 0.5)))"):
-        tree = expressions.parse(text)
-        assert torch.equal(chunked.values(tree), whole.values(tree)), text
-    assert np.array_equal(chunked.net_scalar("flops"), whole.net_scalar("flops"))
+    streamed = expressions.SplitScorer(task.cache.load, keys, resident_bytes=0)
+    assert len(whole.chunks) == 1 and len(chunked.chunks) == -(-len(keys) // 3) > 1
+    assert np.array_equal(streamed.net_scalar("flops"), whole.net_scalar("flops"))   # read before any formula
+    texts = ["net_params", "net_sum(eig_min(relu_kernel))", "logdet(net_ksum(mul(relu_kernel, input_post_relu)))",
+             "net_sum(mul(node_sum(mean_batch(square(sum_pos(mul(act_out, grad_act_out))))), mul(fan_in, 0.5)))"]
+    trees = [expressions.parse(text) for text in texts]
+    expected = whole.values_of(trees)
+    for scorer in (chunked, streamed):
+        for text, values, reference in zip(texts, scorer.values_of(trees), expected):
+            assert np.array_equal(values, reference), text
+    assert len(chunked.resident) == len(chunked.chunks) and not streamed.resident
+    monkeypatch.setattr(expressions, "REPORT_CHUNK", 1)
+    first = expressions.SplitScorer(task.cache.load, keys[:1])
+    first.values_of(trees[:1])
+    budgeted = expressions.SplitScorer(task.cache.load, keys, resident_bytes=first.resident[0].packed.nbytes())
+    budgeted.values_of(trees[:1])
+    assert list(budgeted.resident) == [0] and len(budgeted.chunks) == len(keys) > 1   # the others stream
+    assert np.array_equal(budgeted.values_of(trees)[3], expected[3])
+
+
+def test_a_formula_a_chunk_rejects_is_void_on_the_whole_split(twin_caches, monkeypatch):
+    """One rule for every chunk: linear algebra giving up on any chunk voids the split (None), as it did
+    when the split was one pack, and the other formulas of the same call keep their values."""
+    from search import expressions
+
+    task = load_tasks(twin_caches[:1], (0.5, 0.25, 0.25), seed=3, pack_train=False)[0]
+    monkeypatch.setattr(expressions, "REPORT_CHUNK", 3)
+    scorer = expressions.SplitScorer(task.cache.load, task.split_keys("train"), resident_bytes=0)
+    calls = []
+
+    class Failing:   # rejects the formula on the second chunk only
+        def __init__(self, part):
+            self.part = part
+
+        def values(self, tree):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("linalg.eigh: failed to converge")
+            return self.part.values(tree)
+
+    real = scorer._part
+    monkeypatch.setattr(scorer, "_part", lambda chunk: Failing(real(chunk)))
+    tree = expressions.parse("net_sum(eig_min(relu_kernel))")
+    assert scorer.values_of([tree]) == [None]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from autoproxy.benchmark import load_benchmark
 from autoproxy.cache import open_cache
@@ -47,9 +46,9 @@ def test_undefined_archs_rank_last_and_are_counted():
 
 
 def test_the_search_scores_splits_by_the_same_rule():
-    class Values:   # an evaluator stand-in: raw per-arch values
-        def values(self, tree):
-            return torch.tensor([0.25, float("nan"), 0.75, 0.125])
+    class Values:   # a split scorer stand-in: raw per-arch values
+        def values_of(self, trees):
+            return [np.array([0.25, np.nan, 0.75, 0.125]) for _ in trees]
 
     assert expressions.report_scores(None, Values()).tolist() == undefined_last([0.25, np.nan, 0.75, 0.125]).tolist()
 

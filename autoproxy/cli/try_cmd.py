@@ -41,12 +41,12 @@ def _report(tree, cache_dir: str, metric: str, limit: int | None, seed: int, nam
     import numpy as np
 
     from autoproxy.cache import open_cache
-    from search.expressions import counted_report_scores, evaluator, pack
+    from search.expressions import SplitScorer, report_rule
     from search.fitness import correlation
 
     cache = open_cache(cache_dir)
     keys = cache.subset(limit, seed) if limit else cache.keys
-    scores, undefined = counted_report_scores(tree, evaluator(pack(cache.load(keys))))
+    scores, undefined = report_rule(SplitScorer(cache.load, keys).values_of([tree])[0])
     if named:
         click.echo(f"cache: {cache_dir}")
     click.echo(f"archs: {len(keys)}")
