@@ -42,10 +42,11 @@ _PUBLIC_FIELDS = ("key", "expression", "simplified", "complexity", "train_fitnes
 _KEY_MEMO_LIMIT = 200_000
 
 
-def choose_formula(front: Sequence[dict[str, Any]], tasks: Sequence[Task],
-                   config: SearchConfig) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def choose_formula(front: Sequence[dict[str, Any]], tasks: Sequence[Task], config: SearchConfig,
+                   within: float = 1.0) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """``search.front.choose`` on the tasks' validation splits with the config's choice metric and task
-    aggregate (also used by benchmarks/search_quality.py to re-choose from a saved front)."""
+    aggregate (also used by benchmarks/search_quality.py to re-choose from a saved front, and with
+    ``within`` 0 to price the rule against the best member on validation)."""
     memo: dict[str, list[np.ndarray] | None] = {}
 
     def scores(member: dict[str, Any]) -> list[np.ndarray] | None:
@@ -56,7 +57,7 @@ def choose_formula(front: Sequence[dict[str, Any]], tasks: Sequence[Task],
         return memo[member["key"]]
 
     return choose(front, scores, [task.accuracy_of("validation") for task in tasks], config.choice_metric,
-                  config.task_aggregate)
+                  config.task_aggregate, within)
 
 
 class Engine:

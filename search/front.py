@@ -67,10 +67,12 @@ def difference_error(candidate: Sequence[np.ndarray], best: Sequence[np.ndarray]
 
 
 def choose(front: Sequence[dict[str, Any]], scores: Callable[[dict[str, Any]], Sequence[np.ndarray] | None],
-           accuracy: Sequence[np.ndarray], metric: str, how: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+           accuracy: Sequence[np.ndarray], metric: str, how: str,
+           within: float = 1.0) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The chosen front member by ``CHOICE_RULE`` and the figures of the choice (``metric``, the best
     validation score, the chosen member's, the gap and its standard error, the smallest task's
-    validation archs); None when no member is valid on validation.
+    validation archs); None when no member is valid on validation. ``within`` standard errors instead
+    of one prices the rule (0: the best member on validation, no parsimony in the choice).
 
     Members carry ``complexity`` and ``index``; ``scores(member)`` gives its per-task validation scores
     (undefined archs last), or None where it is undefined or constant on a task. The validation score
@@ -86,8 +88,8 @@ def choose(front: Sequence[dict[str, Any]], scores: Callable[[dict[str, Any]], S
     best = max(valid, key=lambda e: (values[id(e)], -e["complexity"], -e["index"]))
     for member in sorted(valid, key=lambda e: (e["complexity"], e["index"])):
         gap = values[id(best)] - values[id(member)]
-        error = 0.0 if member is best else difference_error(scores(member), scores(best), accuracy, metric, how)
-        if member is best or gap < error:
+        error = 0.0 if member is best or within == 0 else difference_error(scores(member), scores(best), accuracy, metric, how)
+        if member is best or gap < within * error:
             return member, {"metric": metric, "best_validation": values[id(best)],
                             "chosen_validation": values[id(member)], "gap": gap, "gap_standard_error": error,
                             "validation_archs": min(len(truth) for truth in accuracy)}

@@ -57,6 +57,7 @@ def test_choice_is_the_simplest_member_within_one_paired_standard_error_of_the_b
 
     chosen, figures = choose(front, by_index, [accuracy], "kendall", "mean")
     assert chosen["index"] == 1 and 0 < figures["gap"] < figures["gap_standard_error"]
+    assert choose(front, by_index, [accuracy], "kendall", "mean", within=0)[0]["index"] == 2   # no parsimony
     assert figures["best_validation"] == pytest.approx(float(kendall_tau(signal, accuracy)))
     assert figures["chosen_validation"] == pytest.approx(float(kendall_tau(swapped, accuracy)))
     scores[1] = rng.normal(size=80) + 0.3 * accuracy                    # now clearly worse: the best wins
