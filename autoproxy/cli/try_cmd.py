@@ -46,7 +46,7 @@ def _report(tree, cache_dir: str, metric: str, limit: int | None, seed: int, nam
 
     cache = open_cache(cache_dir)
     keys = cache.subset(limit, seed) if limit else cache.keys
-    scores, undefined = report_rule(SplitScorer(cache.load, keys).values_of([tree])[0])
+    scores, undefined = report_rule(SplitScorer(cache.load, keys, resident_bytes=0).values_of([tree])[0])   # one pass
     if named:
         click.echo(f"cache: {cache_dir}")
     click.echo(f"archs: {len(keys)}")
