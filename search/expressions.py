@@ -121,9 +121,13 @@ class SplitScorer:
         for chunk in range(len(self.chunks)):
             part = self._part(chunk)
             for position, tree in enumerate(trees):
-                if pieces[position] is not None:
+                held = pieces[position]
+                if held is not None:
                     values = _evaluator_values(tree, part)
-                    pieces[position] = None if values is None else [*pieces[position], values]
+                    if values is None:
+                        pieces[position] = None
+                    else:
+                        held.append(values)
             del part   # a streamed chunk is freed before the next one loads
         return [None if values is None else np.concatenate(values) for values in pieces]
 

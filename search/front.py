@@ -88,7 +88,7 @@ def choose(front: Sequence[dict[str, Any]], scores: Callable[[dict[str, Any]], S
     best = max(valid, key=lambda e: (values[id(e)], -e["complexity"], -e["index"]))
     for member in sorted(valid, key=lambda e: (e["complexity"], e["index"])):
         gap = values[id(best)] - values[id(member)]
-        error = 0.0 if member is best or within == 0 else difference_error(scores(member), scores(best), accuracy, metric, how)
+        error = 0.0 if member is best else difference_error(scores(member), scores(best), accuracy, metric, how)
         if member is best or gap < within * error:
             return member, {"metric": metric, "best_validation": values[id(best)],
                             "chosen_validation": values[id(member)], "gap": gap, "gap_standard_error": error,
